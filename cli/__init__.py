@@ -1,0 +1,1 @@
+"""The `rerank` command line: thin wrappers over rerank_pipeline calls."""

@@ -1,0 +1,121 @@
+"""YAML pipeline configs. A config names first-stage retrievers, how they are fused, a cutoff, and an optional
+reranker; `build_pipeline` turns it into the same Stage expression one would write in Python:
+
+    retrievers: [{type: bm25, k: 100}, {type: dense, k: 100}]
+    fusion: {method: rrf, k: 60}          # or {method: weighted, weights: [0.3, 0.7], norm: zscore}
+    cutoff: 100
+    reranker: {type: crossjem, model: default, cutoff: 100}
+    # == (BM25(idx) % 100 | Dense(idx) % 100) % 100 >> CrossJEM.default() % 100
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .pipeline import Stage
+
+DEFAULT_CONFIG: dict[str, Any] = {
+    "retrievers": [{"type": "bm25", "k": 100}, {"type": "dense", "k": 100}],
+    "fusion": {"method": "rrf", "k": 60},
+    "cutoff": 100,
+}
+_TOP_KEYS = {"name", "retrievers", "fusion", "cutoff", "reranker"}
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def load_config(path: str | Path | None) -> dict[str, Any]:
+    """Read and check a YAML config; None gives the built-in default (identical to configs/default.yaml)."""
+    if path is None:
+        return default_config()
+    path = Path(path)
+    try:
+        cfg = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: invalid YAML: {e}") from None
+    validate_config(cfg, str(path))
+    return cfg
+
+
+def default_config() -> dict[str, Any]:
+    import copy
+
+    from .rerankers import DEFAULT_RERANKER_CONFIG
+
+    cfg = copy.deepcopy(DEFAULT_CONFIG)
+    if DEFAULT_RERANKER_CONFIG is not None:
+        cfg["reranker"] = dict(DEFAULT_RERANKER_CONFIG)
+    return cfg
+
+
+def _positive_int(value: Any, where: str) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigError(f"{where}: must be a positive integer, got {value!r}")
+
+
+def validate_config(cfg: Any, source: str = "config") -> None:
+    if not isinstance(cfg, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level")
+    unknown = set(cfg) - _TOP_KEYS
+    if unknown:
+        raise ConfigError(f"{source}: unknown key(s) {sorted(unknown)} (allowed: {sorted(_TOP_KEYS)})")
+    retrievers = cfg.get("retrievers")
+    if not isinstance(retrievers, list) or not retrievers:
+        raise ConfigError(f"{source}: field 'retrievers' must be a non-empty list")
+    for i, r in enumerate(retrievers):
+        where = f"{source}: retrievers[{i}]"
+        if not isinstance(r, dict) or r.get("type") not in ("bm25", "dense"):
+            raise ConfigError(f"{where}.type must be 'bm25' or 'dense', got {r!r}")
+        if set(r) - {"type", "k"}:
+            raise ConfigError(f"{where}: unknown key(s) {sorted(set(r) - {'type', 'k'})}")
+        _positive_int(r.get("k", 1000), f"{where}.k")
+    fusion = cfg.get("fusion", {"method": "rrf"})
+    if not isinstance(fusion, dict) or fusion.get("method") not in ("rrf", "weighted"):
+        raise ConfigError(f"{source}: fusion.method must be 'rrf' or 'weighted'")
+    if set(fusion) - {"method", "k", "weights", "norm"}:
+        raise ConfigError(f"{source}: fusion: unknown key(s) {sorted(set(fusion) - {'method', 'k', 'weights', 'norm'})}")
+    if "weights" in fusion and (not isinstance(fusion["weights"], list) or len(fusion["weights"]) != len(retrievers)):
+        raise ConfigError(f"{source}: fusion.weights must list one weight per retriever ({len(retrievers)})")
+    if "cutoff" in cfg:
+        _positive_int(cfg["cutoff"], f"{source}: cutoff")
+    reranker = cfg.get("reranker")
+    if reranker is not None:
+        from .rerankers import RERANKERS
+
+        if not isinstance(reranker, dict) or reranker.get("type") not in RERANKERS:
+            raise ConfigError(f"{source}: reranker.type must be one of {sorted(RERANKERS)}, got {reranker!r}")
+        if "cutoff" in reranker:
+            _positive_int(reranker["cutoff"], f"{source}: reranker.cutoff")
+
+
+def build_pipeline(cfg: dict[str, Any], index, reranker=None) -> Stage:
+    """The Stage a config describes, over `index`. `reranker` overrides the config's reranker (e.g. a loaded model)."""
+    from .retrievers import BM25, Dense, Fusion
+
+    validate_config(cfg)
+    kinds = {"bm25": BM25, "dense": Dense}
+    members = [kinds[r["type"]](index, k=r.get("k", 1000)) for r in cfg["retrievers"]]
+    fusion = cfg.get("fusion", {"method": "rrf"})
+    if len(members) == 1:
+        stage: Stage = members[0]
+    else:
+        stage = Fusion(members, method=fusion["method"], weights=fusion.get("weights"), rrf_k=fusion.get("k", 60),
+                       norm=fusion.get("norm", "minmax"))
+    if "cutoff" in cfg:
+        stage = stage % cfg["cutoff"]
+    spec = cfg.get("reranker")
+    if reranker is None and spec is not None:
+        from .rerankers import load_reranker
+
+        reranker = load_reranker(spec)
+    if reranker is not None:
+        stage = stage >> reranker
+        if spec and "cutoff" in spec:
+            stage = stage % spec["cutoff"]
+    return stage

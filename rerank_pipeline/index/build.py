@@ -1,0 +1,165 @@
+"""Atomic, resumable index builds.
+
+The build writes into a hidden work directory beside the target (`.NAME.build-KEY`, KEY derived from the corpus
+checksum and settings) and renames it into place only when complete, so an interrupted build never harms the
+previous index. Dense embeddings are saved chunk by chunk in the work directory: re-running the same command after an
+interruption resumes encoding where it stopped; a work directory for other settings is removed (cleanly redone).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from .. import __version__
+from ..encoders import DEFAULT_ENCODER_NAME, default_encoder_path, load_tokenizer, resolve_encoder, tokenizer_fingerprint
+from ..io.records import read_records
+from .docstore import write_docstore
+from .store import DEFAULT_INDEX_DIR, FORMAT_VERSION, MANIFEST, Index
+
+ENCODE_CHUNK = 4096
+
+
+@contextmanager
+def _progress(enabled: bool):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    with Progress(TextColumn("{task.description:<12}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TimeRemainingColumn(), disable=not enabled, transient=False) as progress:
+        yield progress
+
+
+def _swap_into_place(work: Path, target: Path) -> None:
+    old = target.with_name(f".{target.name}.old-{os.getpid()}")
+    if target.exists():
+        target.rename(old)
+    work.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def build_index(
+    corpus: str | Path,
+    name: str,
+    index_dir: str | Path | None = None,
+    *,
+    bm25: bool = True,
+    dense: bool = True,
+    faiss_kind: str = "flat",
+    encoder: str | None = None,
+    id_field: str | None = None,
+    text_field: str | None = None,
+    skip_invalid: bool = False,
+    show_progress: bool = True,
+    encode_batch_size: int = 128,
+) -> tuple[Index, list]:
+    """Build (or rebuild) index `name`. Returns the opened index and the problems skipped (with skip_invalid)."""
+    from ..retrievers.bm25 import Bm25sBackend
+    from ..retrievers.dense import FAISS_KINDS, build_faiss, load_dual_encoder, write_faiss
+
+    if not (bm25 or dense):
+        raise ValueError("nothing to build: both BM25 and dense are disabled")
+    if faiss_kind not in FAISS_KINDS:
+        raise ValueError(f"unknown FAISS index '{faiss_kind}' (use one of {', '.join(FAISS_KINDS)})")
+    if not name or "/" in name or name.startswith("."):
+        raise ValueError(f"invalid index name '{name}'")
+    root = Path(index_dir or DEFAULT_INDEX_DIR)
+    target = root / name
+
+    with _progress(show_progress) as progress:
+        task = progress.add_task("reading", total=None)
+        records = read_records(corpus, id_field=id_field, text_field=text_field, skip_invalid=skip_invalid)
+        progress.update(task, total=len(records.records), completed=len(records.records))
+        docids = [r.id for r in records.records]
+        texts = [r.text for r in records.records]
+
+        encoder_path = resolve_encoder(encoder)
+        encoder_name = DEFAULT_ENCODER_NAME if encoder_path == default_encoder_path() else encoder_path
+        settings = {"bm25": bm25, "dense": dense, "faiss": faiss_kind, "encoder": encoder_name,
+                    "id_field": id_field, "text_field": text_field, "skip_invalid": skip_invalid}
+        key = hashlib.sha256((records.sha256 + json.dumps(settings, sort_keys=True)).encode()).hexdigest()[:12]
+        root.mkdir(parents=True, exist_ok=True)
+        work = root / f".{name}.build-{key}"
+        for stale in root.glob(f".{name}.build-*"):
+            if stale != work:
+                shutil.rmtree(stale, ignore_errors=True)
+        work.mkdir(exist_ok=True)
+
+        # The docstore is cheap next to encoding: always rewritten.
+        tokenizer = load_tokenizer(encoder_path)
+        (work / "docstore.sqlite").unlink(missing_ok=True)
+        task = progress.add_task("tokenizing", total=len(texts))
+        write_docstore(work / "docstore.sqlite", docids, texts, tokenizer,
+                       progress=lambda n: progress.advance(task, n))
+
+        stages, manifest_stages = [], {}
+        if bm25:
+            task = progress.add_task("bm25", total=1)
+            shutil.rmtree(work / "bm25", ignore_errors=True)
+            Bm25sBackend.build(texts, work / "bm25", show_progress=False)
+            progress.advance(task)
+            stages.append("bm25")
+            manifest_stages["bm25"] = {"backend": "bm25s", "k1": 1.5, "b": 0.75, "method": "lucene",
+                                       "stemmer": "english", "stopwords": "en"}
+        if dense:
+            chunk_dir = work / "dense" / "chunks"
+            chunk_dir.mkdir(parents=True, exist_ok=True)
+            task = progress.add_task("encoding", total=len(texts))
+            model = load_dual_encoder(encoder)
+            chunks = []
+            for c, start in enumerate(range(0, len(texts), ENCODE_CHUNK)):
+                path = chunk_dir / f"{c:05d}.npy"
+                if not path.exists():  # resume: chunks from an interrupted run are kept
+                    emb = model.encode(texts[start:start + ENCODE_CHUNK], batch_size=encode_batch_size,
+                                       normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
+                    np.save(chunk_dir / f"{c:05d}.tmp.npy", emb.astype(np.float32))
+                    (chunk_dir / f"{c:05d}.tmp.npy").rename(path)
+                chunks.append(np.load(path))
+                progress.advance(task, len(chunks[-1]))
+            embeddings = np.ascontiguousarray(np.concatenate(chunks)) if chunks else np.zeros((0, 384), np.float32)
+            np.save(work / "dense" / "embeddings.npy", embeddings)
+            task = progress.add_task(f"faiss {faiss_kind}", total=1)
+            write_faiss(build_faiss(embeddings, faiss_kind), work / "dense" / "index.faiss")
+            progress.advance(task)
+            shutil.rmtree(chunk_dir)
+            stages.append("dense")
+            manifest_stages["dense"] = {"encoder": encoder_name, "dim": int(embeddings.shape[1]),
+                                        "faiss": faiss_kind, "normalized": True,
+                                        "max_seq_length": int(model.max_seq_length)}
+
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "name": name,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "library_version": __version__,
+        "corpus": {"path": str(Path(corpus).resolve()), "sha256": records.sha256, "documents": len(docids),
+                   "skipped": len(records.skipped), "id_field": id_field, "text_field": text_field},
+        "tokenizer": {"encoder": encoder_name, "fingerprint": tokenizer_fingerprint(tokenizer)},
+        "stages": stages,
+        **manifest_stages,
+    }
+    (work / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    _swap_into_place(work, target)
+    return Index.open(target), records.skipped
+
+
+def rebuild_faiss(index: Index, faiss_kind: str) -> Index:
+    """Swap the FAISS structure of a built index from its stored embeddings (no re-encoding), atomically."""
+    from ..retrievers.dense import build_faiss, write_faiss
+
+    if "dense" not in index.stages:
+        raise ValueError(f"index '{index.name}' has no dense stage")
+    embeddings = np.load(index.path / "dense" / "embeddings.npy")
+    tmp = index.path / "dense" / "index.faiss.tmp"
+    write_faiss(build_faiss(embeddings, faiss_kind), tmp)
+    tmp.replace(index.path / "dense" / "index.faiss")
+    index.manifest["dense"]["faiss"] = faiss_kind
+    tmp_manifest = index.path / (MANIFEST + ".tmp")
+    tmp_manifest.write_text(json.dumps(index.manifest, indent=2))
+    tmp_manifest.replace(index.path / MANIFEST)
+    return Index.open(index.path)

@@ -1,0 +1,93 @@
+"""SQLite docstore: each document's text and its word-piece ids for the reranker's tokenizer (tokenized once)."""
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..encoders import MAX_DOC_TOKENS, tokenizer_fingerprint
+
+SCHEMA = """
+CREATE TABLE docs (idx INTEGER PRIMARY KEY, docid TEXT NOT NULL UNIQUE, text TEXT NOT NULL, tokens BLOB);
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+_SQL_CHUNK = 900  # stay under SQLite's host-parameter limit
+
+
+def write_docstore(path: Path, docids: Sequence[str], texts: Sequence[str], tokenizer, batch_size: int = 2048,
+                   progress=None) -> None:
+    """Write all documents in one transaction. `progress(n)` is called as batches are tokenized."""
+    con = sqlite3.connect(path)
+    try:
+        con.executescript(SCHEMA)
+        con.execute("INSERT INTO meta VALUES ('tokenizer', ?)", (tokenizer_fingerprint(tokenizer),))
+        for start in range(0, len(docids), batch_size):
+            chunk = list(texts[start:start + batch_size])
+            ids = tokenizer(chunk, add_special_tokens=False, truncation=True, max_length=MAX_DOC_TOKENS)["input_ids"]
+            con.executemany(
+                "INSERT INTO docs VALUES (?, ?, ?, ?)",
+                ((start + i, docids[start + i], chunk[i], np.asarray(t, dtype=np.int32).tobytes())
+                 for i, t in enumerate(ids)),
+            )
+            if progress:
+                progress(len(chunk))
+        con.commit()
+    finally:
+        con.close()
+
+
+class DocStore:
+    """Read side. Internal integer ids (row order) map to string doc ids here and never leak past the retrievers."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        # Read-only, shareable across threads (the server reads from worker threads).
+        self._con = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
+        self.docids: list[str] = [r[0] for r in self._con.execute("SELECT docid FROM docs ORDER BY idx")]
+        self._idx = {d: i for i, d in enumerate(self.docids)}
+        row = self._con.execute("SELECT value FROM meta WHERE key='tokenizer'").fetchone()
+        self.tokenizer_fingerprint = row[0] if row else ""
+
+    def __len__(self) -> int:
+        return len(self.docids)
+
+    def __contains__(self, docid: object) -> bool:
+        return docid in self._idx
+
+    def _fetch(self, column: str, docids: Sequence[str]) -> list:
+        idxs = [self._idx[d] for d in docids]
+        found: dict[int, object] = {}
+        for start in range(0, len(idxs), _SQL_CHUNK):
+            part = idxs[start:start + _SQL_CHUNK]
+            q = f"SELECT idx, {column} FROM docs WHERE idx IN ({','.join('?' * len(part))})"
+            found.update(self._con.execute(q, part).fetchall())
+        return [found[i] for i in idxs]
+
+    def texts(self, docids: Sequence[str]) -> list[str]:
+        return self._fetch("text", docids)
+
+    def token_ids(self, docids: Sequence[str], tokenizer) -> list[np.ndarray]:
+        """Stored ids when `tokenizer` is the one the index was built with; otherwise tokenize the stored text."""
+        if tokenizer_fingerprint(tokenizer) == self.tokenizer_fingerprint:
+            return [np.frombuffer(b, dtype=np.int32) for b in self._fetch("tokens", docids)]
+        ids = tokenizer(self.texts(docids), add_special_tokens=False, truncation=True, max_length=MAX_DOC_TOKENS)
+        return [np.asarray(t, dtype=np.int32) for t in ids["input_ids"]]
+
+
+class TextDocs:
+    """In-memory doc source (docid -> text) for reranking runs that did not come from an index."""
+
+    def __init__(self, texts: dict[str, str]):
+        self._texts = texts
+
+    def __contains__(self, docid: object) -> bool:
+        return docid in self._texts
+
+    def texts(self, docids: Sequence[str]) -> list[str]:
+        return [self._texts[d] for d in docids]
+
+    def token_ids(self, docids: Sequence[str], tokenizer) -> list[np.ndarray]:
+        ids = tokenizer(self.texts(docids), add_special_tokens=False, truncation=True, max_length=MAX_DOC_TOKENS)
+        return [np.asarray(t, dtype=np.int32) for t in ids["input_ids"]]

@@ -1,0 +1,13 @@
+"""Readers and writers: corpora and queries (validated), TREC/BEIR runs and qrels."""
+from .records import InvalidInputError, Problem, Record, RecordSet, read_records
+from .trec import read_qrels, read_run, write_run
+
+
+def read_queries(path, *, id_field: str | None = None, text_field: str | None = None) -> dict[str, str]:
+    """Queries from BEIR `{"_id","text"}` / `{"id","text"}` jsonl (or tsv/csv/parquet with a header)."""
+    rs = read_records(path, id_field=id_field, text_field=text_field, what="queries")
+    return {r.id: r.text for r in rs.records}
+
+
+__all__ = ["InvalidInputError", "Problem", "Record", "RecordSet", "read_records", "read_queries", "read_qrels",
+           "read_run", "write_run"]

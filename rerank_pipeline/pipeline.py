@@ -1,0 +1,86 @@
+"""Stages and their composition: `a >> b` chains, `a | b` fuses (RRF), `a % k` cuts each ranking to k.
+
+Every stage is batch-first: `transform(queries, run)` takes many queries (and the previous stage's run) and returns
+a run. `search(...)` is the entry point for many queries; calling a stage with one string returns its hits.
+`trace(...)` returns every intermediate run, named, which the evaluation uses for per-stage tables.
+"""
+from __future__ import annotations
+
+import copy
+
+from .types import Hit, Queries, QueryInput, Run, as_queries
+
+
+class Stage:
+    name: str = "stage"
+
+    def transform(self, queries: Queries, run: Run | None = None) -> Run:
+        raise NotImplementedError
+
+    def trace(self, queries: Queries, run: Run | None = None) -> list[tuple[str, Run]]:
+        """[(stage name, output run), ...] in execution order; the last entry is this stage's output."""
+        return [(self.name, self.transform(queries, run))]
+
+    def search(self, queries: QueryInput, run: Run | None = None) -> Run:
+        return self.transform(as_queries(queries), run)
+
+    def __call__(self, query: str) -> list[Hit]:
+        return self.search({"1": query}).rankings.get("1", [])
+
+    def __rshift__(self, other: "Stage") -> "Stage":
+        return Chain(self, other)
+
+    def __or__(self, other: "Stage") -> "Stage":
+        from .retrievers.fusion import Fusion
+
+        left = self.stages if isinstance(self, Fusion) and self.method == "rrf" else [self]
+        right = other.stages if isinstance(other, Fusion) and other.method == "rrf" else [other]
+        return Fusion(left + right)
+
+    def __mod__(self, k: int) -> "Stage":
+        return Cutoff(self, k)
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+class Retriever(Stage):
+    """A first stage: ignores any incoming run and retrieves `k` hits per query."""
+
+    k: int
+
+    def __mod__(self, k: int) -> Stage:
+        # Cutting a retriever is retrieving fewer: no need to fetch and then drop.
+        if not isinstance(k, int) or k < 1:
+            raise ValueError(f"cutoff must be a positive integer, got {k!r}")
+        cut = copy.copy(self)
+        cut.k = min(k, self.k)
+        return cut
+
+
+class Chain(Stage):
+    def __init__(self, first: Stage, then: Stage):
+        self.first, self.then = first, then
+        self.name = f"{first.name} >> {then.name}"
+
+    def transform(self, queries: Queries, run: Run | None = None) -> Run:
+        return self.then.transform(queries, self.first.transform(queries, run))
+
+    def trace(self, queries: Queries, run: Run | None = None) -> list[tuple[str, Run]]:
+        steps = self.first.trace(queries, run)
+        return steps + [(self.name, self.then.transform(queries, steps[-1][1]))]
+
+
+class Cutoff(Stage):
+    def __init__(self, inner: Stage, k: int):
+        if not isinstance(k, int) or k < 1:
+            raise ValueError(f"cutoff must be a positive integer, got {k!r}")
+        self.inner, self.k = inner, k
+        self.name = f"({inner.name}) % {k}" if isinstance(inner, (Chain,)) else f"{inner.name} % {k}"
+
+    def transform(self, queries: Queries, run: Run | None = None) -> Run:
+        return self.inner.transform(queries, run).cut(self.k)
+
+    def trace(self, queries: Queries, run: Run | None = None) -> list[tuple[str, Run]]:
+        steps = self.inner.trace(queries, run)
+        return steps[:-1] + [(self.name, steps[-1][1].cut(self.k))]

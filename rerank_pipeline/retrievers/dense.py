@@ -1,0 +1,83 @@
+"""Dense first stage: a sentence-transformers dual encoder over a FAISS index of normalised embeddings."""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..encoders import quiet_transformers, resolve_encoder, torch_device
+from ..pipeline import Retriever
+from ..types import Hit, Queries, Run
+
+FAISS_KINDS = ("flat", "hnsw", "ivfpq")
+
+
+@lru_cache(maxsize=4)
+def load_dual_encoder(name_or_path: str | None = None):
+    from sentence_transformers import SentenceTransformer
+
+    quiet_transformers()
+    return SentenceTransformer(resolve_encoder(name_or_path), device=torch_device())
+
+
+def encode(texts: Sequence[str], encoder: str | None = None, batch_size: int = 128,
+           show_progress: bool = False) -> np.ndarray:
+    model = load_dual_encoder(encoder)
+    emb = model.encode(list(texts), batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
+                       show_progress_bar=show_progress)
+    return np.ascontiguousarray(emb, dtype=np.float32)
+
+
+def build_faiss(embeddings: np.ndarray, kind: str = "flat"):
+    """Inner product on normalised vectors (= cosine). flat is exact; hnsw and ivfpq trade recall for speed."""
+    import faiss
+
+    n, dim = embeddings.shape
+    if kind == "flat":
+        index = faiss.IndexFlatIP(dim)
+    elif kind == "hnsw":
+        index = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = 200
+        index.hnsw.efSearch = 128
+    elif kind == "ivfpq":
+        # k-means wants ~39 training points per list; PQ codebooks want >= 2^nbits points.
+        nlist = max(1, min(int(4 * np.sqrt(n)), n // 39))
+        nbits = 8 if n >= 256 * 39 else 4
+        m = next(m for m in (48, 32, 24, 16, 12, 8, 4, 2, 1) if dim % m == 0)
+        index = faiss.IndexIVFPQ(faiss.IndexFlatIP(dim), dim, nlist, m, nbits, faiss.METRIC_INNER_PRODUCT)
+        index.train(embeddings)
+        index.nprobe = min(nlist, 16)
+    else:
+        raise ValueError(f"unknown FAISS index '{kind}' (use one of {', '.join(FAISS_KINDS)})")
+    index.add(embeddings)
+    return index
+
+
+def write_faiss(index, path: Path) -> None:
+    import faiss
+
+    faiss.write_index(index, str(path))
+
+
+def read_faiss(path: Path):
+    import faiss
+
+    return faiss.read_index(str(path))
+
+
+class Dense(Retriever):
+    def __init__(self, index, k: int = 1000, batch_size: int = 128):
+        self.index, self.k, self.batch_size = index, k, batch_size
+        self.name = "dense"
+
+    def transform(self, queries: Queries, run: Run | None = None) -> Run:
+        faiss_index = self.index.faiss_index()
+        qids = list(queries)
+        emb = encode([queries[q] for q in qids], self.index.manifest["dense"]["encoder"], self.batch_size)
+        scores, ids = faiss_index.search(emb, min(self.k, faiss_index.ntotal))
+        docids = self.index.docstore.docids
+        rankings = {q: [Hit(docids[i], float(s)) for i, s in zip(row_ids.tolist(), row_scores.tolist()) if i >= 0]
+                    for q, row_ids, row_scores in zip(qids, ids, scores)}
+        return Run(rankings, self.index.docstore)

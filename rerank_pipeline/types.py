@@ -1,0 +1,101 @@
+"""Core data model: queries, hits, runs (many queries' rankings) and qrels.
+
+Doc ids and query ids are strings everywhere. Within a ranking, hits are ordered the way trec_eval orders them:
+score descending, ties broken by doc id descending (trec_eval compares docnos in reverse), so a run written by
+this library and re-read by trec_eval ranks identically.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator, Mapping, Protocol, Sequence, Union
+
+import numpy as np
+
+Queries = dict[str, str]
+"""qid -> query text."""
+
+Qrels = dict[str, dict[str, int]]
+"""qid -> {docid: relevance grade}."""
+
+QueryInput = Union[str, Sequence[str], Mapping[str, str]]
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    docid: str
+    score: float
+
+
+def sort_hits(hits: Iterable[Hit]) -> list[Hit]:
+    """Order hits as trec_eval does: score descending, then doc id descending."""
+    return sorted(hits, key=lambda h: (h.score, h.docid), reverse=True)
+
+
+class DocSource(Protocol):
+    """Where rerankers get candidate text and pre-tokenized ids from (the index docstore, or an in-memory dict)."""
+
+    def texts(self, docids: Sequence[str]) -> list[str]: ...
+
+    def token_ids(self, docids: Sequence[str], tokenizer) -> list[np.ndarray]: ...
+
+
+class Run:
+    """Rankings for many queries: qid -> hits (sorted), plus the document source the hits refer to."""
+
+    __slots__ = ("rankings", "docs")
+
+    def __init__(self, rankings: Mapping[str, Iterable[Hit]] | None = None, docs: DocSource | None = None):
+        self.rankings: dict[str, list[Hit]] = {q: sort_hits(h) for q, h in (rankings or {}).items()}
+        self.docs = docs
+
+    @classmethod
+    def from_sorted(cls, rankings: dict[str, list[Hit]], docs: DocSource | None = None) -> "Run":
+        """Wrap rankings the caller guarantees are already in trec_eval order (skips re-sorting)."""
+        run = cls(docs=docs)
+        run.rankings = rankings
+        return run
+
+    @classmethod
+    def from_dict(cls, scores: Mapping[str, Mapping[str, float]], docs: DocSource | None = None) -> "Run":
+        return cls({q: [Hit(d, float(s)) for d, s in ds.items()] for q, ds in scores.items()}, docs)
+
+    def __getitem__(self, qid: str) -> list[Hit]:
+        return self.rankings[qid]
+
+    def __contains__(self, qid: object) -> bool:
+        return qid in self.rankings
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.rankings)
+
+    def __len__(self) -> int:
+        return len(self.rankings)
+
+    def items(self):
+        return self.rankings.items()
+
+    def cut(self, k: int) -> "Run":
+        return Run.from_sorted({q: h[:k] for q, h in self.rankings.items()}, self.docs)
+
+    def to_dict(self) -> dict[str, dict[str, float]]:
+        """qid -> {docid: score}, the shape pytrec_eval and ir_measures take."""
+        return {q: {h.docid: h.score for h in hits} for q, hits in self.rankings.items()}
+
+    def write_trec(self, path: str | Path, tag: str = "rerank-pipeline") -> None:
+        from .io.trec import write_run
+
+        write_run(self, path, tag)
+
+    def __repr__(self) -> str:
+        n = sum(len(h) for h in self.rankings.values())
+        return f"Run({len(self.rankings)} queries, {n} hits)"
+
+
+def as_queries(queries: QueryInput) -> Queries:
+    """Normalise user input to qid -> text; bare strings get qids '1', '2', ... in input order."""
+    if isinstance(queries, str):
+        return {"1": queries}
+    if isinstance(queries, Mapping):
+        return {str(q): t for q, t in queries.items()}
+    return {str(i): t for i, t in enumerate(queries, start=1)}
