@@ -25,7 +25,9 @@ class FaissKind(str, Enum):
 
 
 def _fail(message: str, code: int = 1) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+    from rich.markup import escape
+
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -66,7 +68,7 @@ def index(
     except _known_errors() as e:
         _fail(str(e))
     for p in skipped[:20]:
-        err.print(f"skipped {p}", highlight=False, markup=False)
+        err.print(f"skipped {p}", highlight=False, markup=False, soft_wrap=True)
     if skipped:
         err.print(f"[yellow]{len(skipped)} invalid record(s) skipped[/]")
     console.print(f"Indexed {idx.manifest['corpus']['documents']} documents into [bold]{idx.path}[/] "

@@ -1,0 +1,32 @@
+import json
+from pathlib import Path
+
+import pytest
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
+
+
+def write_jsonl(path: Path, rows) -> Path:
+    with open(path, "w", encoding="utf-8") as f:
+        for r in rows:
+            f.write((r if isinstance(r, str) else json.dumps(r)) + "\n")
+    return path
+
+
+@pytest.fixture(scope="session")
+def demo_index(tmp_path_factory):
+    """The demo corpus, indexed once per session (BM25 + flat dense)."""
+    from rerank_pipeline.demo import write_demo_corpus
+    from rerank_pipeline.index import build_index
+
+    root = tmp_path_factory.mktemp("indexes")
+    corpus = write_demo_corpus(root / "demo-corpus.jsonl")
+    idx, _ = build_index(corpus, "demo", root, show_progress=False)
+    return idx
+
+
+def shared_dataset(name: str) -> Path:
+    path = SHARED / name
+    if not path.is_dir():
+        pytest.skip(f"{path} not present (../shared/datasets sits beside the checkout in CI)")
+    return path

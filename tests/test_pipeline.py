@@ -1,0 +1,98 @@
+from pathlib import Path
+
+import pytest
+
+from rerank_pipeline.config import ConfigError, DEFAULT_CONFIG, build_pipeline, load_config
+from rerank_pipeline.pipeline import Chain, Cutoff, Retriever, Stage
+from rerank_pipeline.retrievers.fusion import Fusion, rrf, weighted
+from rerank_pipeline.types import Hit, Run
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+class Fixed(Retriever):
+    """A retriever returning a fixed ranking for every query."""
+
+    def __init__(self, name, scores, k=1000):
+        self.name, self.scores, self.k = name, scores, k
+
+    def transform(self, queries, run=None):
+        return Run({q: [Hit(d, s) for d, s in self.scores.items()] for q in queries}).cut(self.k)
+
+
+class Negate(Stage):
+    """A 'reranker' that reverses the incoming order, to check chaining passes runs along."""
+
+    name = "negate"
+
+    def transform(self, queries, run=None):
+        return Run({q: [Hit(h.docid, -h.score) for h in hits] for q, hits in run.items()})
+
+
+A = Fixed("a", {"d1": 3.0, "d2": 2.0, "d3": 1.0})
+B = Fixed("b", {"d3": 0.9, "d4": 0.5, "d1": 0.1})
+
+
+def test_hits_ordered_like_trec_eval():
+    run = Run({"q": [Hit("a", 1.0), Hit("c", 2.0), Hit("b", 1.0)]})
+    assert [h.docid for h in run["q"]] == ["c", "b", "a"]  # ties: doc id descending
+
+
+def test_rrf_matches_hand_computation():
+    fused = rrf([A.search(["x"]), B.search(["x"])], k=60)["1"]
+    expected = {"d1": 1 / 61 + 1 / 63, "d2": 1 / 62, "d3": 1 / 63 + 1 / 61, "d4": 1 / 62}
+    assert {h.docid: h.score for h in fused} == pytest.approx(expected)
+    assert [h.docid for h in fused][:2] == ["d3", "d1"]  # equal scores: doc id descending
+
+
+def test_weighted_minmax_and_zscore():
+    runs = [A.search(["x"]), B.search(["x"])]
+    mm = {h.docid: h.score for h in weighted(runs, [0.5, 0.5], "minmax")["1"]}
+    # A minmax: d1 1, d2 .5, d3 0; B minmax: d3 1, d4 .5, d1 0; missing docs get the run's minimum (0).
+    assert mm == pytest.approx({"d1": 0.5, "d2": 0.25, "d3": 0.5, "d4": 0.25})
+    z = {h.docid: h.score for h in weighted(runs, [1.0, 0.0], "zscore")["1"]}
+    assert z["d1"] == pytest.approx(1.2247449) and z["d3"] == pytest.approx(-1.2247449)
+
+
+def test_operators_compose():
+    pipe = (A | B) % 3 >> Negate()
+    assert isinstance(pipe, Chain) and isinstance(pipe.first, Cutoff) and isinstance(pipe.first.inner, Fusion)
+    run = pipe.search(["q one", "q two"])
+    assert list(run) == ["1", "2"]
+    # fused top 3: d3 = d1 (tie, doc id descending), then d4 over d2 (tie); negation puts d4 first
+    assert [h.docid for h in run["1"]] == ["d4", "d3", "d1"]
+    assert pipe("q one") == run["1"]
+    assert [name for name, _ in pipe.trace({"1": "q"})] == ["a", "b", "rrf(a, b) % 3", pipe.name]
+    # | flattens into one RRF over three members; % on a retriever lowers its k instead of wrapping.
+    assert len((A | B | A).stages) == 3
+    assert (A % 2).k == 2 and [h.docid for h in (A % 2)("q")] == ["d1", "d2"]
+    with pytest.raises(ValueError):
+        A % 0
+
+
+def test_default_yaml_matches_builtin_and_loader_errors(tmp_path):
+    assert load_config(CONFIGS / "default.yaml") == DEFAULT_CONFIG
+    for name in ("bm25-only.yaml", "dense-only.yaml", "weighted.yaml"):
+        load_config(CONFIGS / name)
+    bad = {
+        "unknown.yaml": ("retrievers: [{type: bm25}]\nrerankr: {}\n", "unknown key"),
+        "type.yaml": ("retrievers: [{type: splade}]\n", "retrievers\\[0\\].type"),
+        "k.yaml": ("retrievers: [{type: bm25, k: -3}]\n", "retrievers\\[0\\].k"),
+        "weights.yaml": ("retrievers: [{type: bm25}, {type: dense}]\nfusion: {method: weighted, weights: [1]}\n",
+                         "one weight per retriever"),
+        "syntax.yaml": ("retrievers: [\n", "invalid YAML"),
+    }
+    for name, (text, message) in bad.items():
+        (tmp_path / name).write_text(text)
+        with pytest.raises(ConfigError, match=message):
+            load_config(tmp_path / name)
+
+
+def test_config_builds_same_pipeline_as_operators(demo_index):
+    from rerank_pipeline import BM25, Dense
+
+    cfg = load_config(CONFIGS / "default.yaml")
+    from_yaml = build_pipeline(cfg, demo_index).search(["patagonia japan"])
+    by_hand = ((BM25(demo_index, 100) | Dense(demo_index, 100)) % 100).search(["patagonia japan"])
+    assert from_yaml.to_dict() == by_hand.to_dict()
+    assert len(from_yaml["1"]) > 10
