@@ -178,5 +178,79 @@ def demo(
            output=None, no_rerank=False)
 
 
+class ModelKind(str, Enum):
+    crossjem = "crossjem"
+    pointwise = "pointwise"
+
+
+class LossName(str, Enum):
+    rpl = "rpl"
+    listnet = "listnet"
+    ce = "ce"
+    bce = "bce"
+
+
+@app.command()
+def train(
+    model: ModelKind = typer.Option(..., "--model", help="Reranker family to train."),
+    data: List[Path] = typer.Option(..., "--data", help="BEIR-layout dataset dir (qrels + runs/*.SPLIT.trec) or lists jsonl; repeatable."),
+    output: Path = typer.Option(..., "--output", "-o", help="Model directory to write (best dev epoch)."),
+    split: str = typer.Option("train", "--split", help="Training split."),
+    dev_split: Optional[str] = typer.Option("dev", "--dev-split", help="Dev split evaluated each epoch ('' for none)."),
+    loss: LossName = typer.Option(LossName.rpl, "--loss", help="rpl (CROSS-JEM Eq. 2), listnet, ce (softmax CE), bce."),
+    teacher: Optional[Path] = typer.Option(None, "--teacher", help="Model dir whose scores become the targets (distillation)."),
+    init: Optional[str] = typer.Option(None, "--encoder", help="Local encoder dir to start from (default all-MiniLM-L6-v2)."),
+    epochs: int = typer.Option(3, "--epochs", min=1),
+    lr: float = typer.Option(1e-4, "--lr", help="AdamW learning rate (paper: 1e-4)."),
+    lists_per_step: int = typer.Option(8, "--lists-per-step", min=1),
+    grad_accum: int = typer.Option(1, "--grad-accum", min=1),
+    list_size: int = typer.Option(30, "--list-size", min=2, help="Candidates per list (N)."),
+    max_candidates: Optional[int] = typer.Option(None, "--max-candidates", min=1, help="Cut each candidate run to its top N."),
+    max_train_lists: Optional[int] = typer.Option(None, "--max-train-lists", min=1, help="Use at most this many training lists per dataset."),
+    position_encoding: bool = typer.Option(False, "--position-encoding", help="CROSS-JEM Appendix F in-item positions."),
+    seed: int = typer.Option(13, "--seed"),
+    patience: int = typer.Option(2, "--patience", min=1),
+    fp16: bool = typer.Option(False, "--fp16", help="Store weights as fp16 (half the size)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from OUTPUT/checkpoint."),
+) -> None:
+    """Train a CROSS-JEM or pointwise reranker; the best dev epoch is saved to OUTPUT as safetensors."""
+    import random as _random
+
+    from rerank_pipeline.rerankers import CrossJEM, PointwiseCrossEncoder, Reranker
+    from rerank_pipeline.training import TrainConfig, load_lists, teacher_scores
+    from rerank_pipeline.training import train as run_training
+
+    try:
+        train_lists, dev_lists = [], []
+        for source in data:
+            lists = load_lists(source, split, max_candidates)
+            if max_train_lists and len(lists) > max_train_lists:
+                lists = _random.Random(seed).sample(lists, max_train_lists)
+            train_lists += lists
+            if dev_split and source.is_dir():
+                dev_lists += load_lists(source, dev_split, max_candidates)
+        console.print(f"{len(train_lists)} training lists, {len(dev_lists)} dev lists")
+        if teacher is not None:
+            teacher_scores(Reranker.load(teacher), train_lists)
+        family = CrossJEM if model == ModelKind.crossjem else PointwiseCrossEncoder
+        extra = {"position_encoding": position_encoding} if model == ModelKind.crossjem else {}
+        net = family.from_encoder(init, **extra)
+        cfg = TrainConfig(loss=loss.value, epochs=epochs, lr=lr, lists_per_step=lists_per_step, grad_accum=grad_accum,
+                          list_size=list_size, seed=seed, patience=patience,
+                          targets="teacher" if teacher is not None else "auto")
+        state = run_training(net, train_lists, dev_lists, cfg, output, resume=resume, fp16=fp16,
+                             log=lambda m: console.print(m, highlight=False))
+    except _known_errors() as e:
+        _fail(str(e))
+    table = Table(title=f"training {model.value} ({loss.value}) -> {output}", title_justify="left")
+    for col in ("epoch", "train loss", *[k for k in state["history"][0] if k not in ("epoch", "train_loss")]):
+        table.add_column(col, justify="right")
+    for h in state["history"]:
+        table.add_row(str(h["epoch"]), f"{h['train_loss']:.4f}",
+                      *[f"{v:.4f}" for k, v in h.items() if k not in ("epoch", "train_loss")])
+    console.print(table)
+    console.print(f"best epoch {state['best_epoch']} ({state['config']['select_by']} {state['best']:.4f}) saved to {output}")
+
+
 if __name__ == "__main__":
     app()

@@ -41,20 +41,50 @@ class DocSource(Protocol):
 
 
 class Run:
-    """Rankings for many queries: qid -> hits (sorted), plus the document source the hits refer to."""
+    """Rankings for many queries: qid -> hits (sorted), plus the document source the hits refer to.
 
-    __slots__ = ("rankings", "docs")
+    Retrievers build runs from score matrices (`from_arrays`); hits are only materialised as Python objects when a
+    ranking is first read, so a batch search costs little more than the retrieval backend itself.
+    """
+
+    __slots__ = ("_rankings", "_arrays", "docs")
 
     def __init__(self, rankings: Mapping[str, Iterable[Hit]] | None = None, docs: DocSource | None = None):
-        self.rankings: dict[str, list[Hit]] = {q: sort_hits(h) for q, h in (rankings or {}).items()}
+        self._rankings: dict[str, list[Hit]] | None = {q: sort_hits(h) for q, h in (rankings or {}).items()}
+        self._arrays = None
         self.docs = docs
 
     @classmethod
     def from_sorted(cls, rankings: dict[str, list[Hit]], docs: DocSource | None = None) -> "Run":
         """Wrap rankings the caller guarantees are already in trec_eval order (skips re-sorting)."""
         run = cls(docs=docs)
-        run.rankings = rankings
+        run._rankings = rankings
         return run
+
+    @classmethod
+    def from_arrays(cls, qids: Sequence[str], ids: np.ndarray, scores: np.ndarray, docids: Sequence[str],
+                    tie_rank: np.ndarray, docs: DocSource | None = None) -> "Run":
+        """From [queries x k] matrices of internal ids (-1 = no hit) and scores. `tie_rank[i]` orders internal id i
+        among equal scores (0 = largest doc id, trec_eval's tie order); rows are re-sorted in one vectorised pass."""
+        valid = ids >= 0
+        primary = np.where(valid, -scores.astype(np.float64), np.inf)
+        order = np.lexsort((np.where(valid, tie_rank[np.maximum(ids, 0)], 0), primary), axis=-1)
+        rows = np.arange(len(ids))[:, None]
+        run = cls(docs=docs)
+        run._rankings = None
+        run._arrays = (list(qids), ids[rows, order], scores[rows, order], valid[rows, order], docids)
+        return run
+
+    @property
+    def rankings(self) -> dict[str, list[Hit]]:
+        if self._rankings is None:
+            qids, ids, scores, valid, docids = self._arrays
+            self._rankings = {
+                q: [Hit(docids[i], s) for i, s in zip(row_ids[ok].tolist(), row_scores[ok].tolist())]
+                for q, row_ids, row_scores, ok in zip(qids, ids, scores, valid)
+            }
+            self._arrays = None
+        return self._rankings
 
     @classmethod
     def from_dict(cls, scores: Mapping[str, Mapping[str, float]], docs: DocSource | None = None) -> "Run":
@@ -70,12 +100,17 @@ class Run:
         return iter(self.rankings)
 
     def __len__(self) -> int:
-        return len(self.rankings)
+        return len(self._arrays[0]) if self._rankings is None else len(self._rankings)
 
     def items(self):
         return self.rankings.items()
 
     def cut(self, k: int) -> "Run":
+        if self._rankings is None:
+            qids, ids, scores, valid, docids = self._arrays
+            run = Run(docs=self.docs)
+            run._rankings, run._arrays = None, (qids, ids[:, :k], scores[:, :k], valid[:, :k], docids)
+            return run
         return Run.from_sorted({q: h[:k] for q, h in self.rankings.items()}, self.docs)
 
     def to_dict(self) -> dict[str, dict[str, float]]:

@@ -30,3 +30,20 @@ def shared_dataset(name: str) -> Path:
     if not path.is_dir():
         pytest.skip(f"{path} not present (../shared/datasets sits beside the checkout in CI)")
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder(tmp_path_factory) -> str:
+    """A 2-layer, 32-wide random BERT with MiniLM's tokenizer: the real code paths, fast on CPU."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    from rerank_pipeline.encoders import default_encoder_path, load_tokenizer
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("tiny-bert")
+    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=512)
+    BertModel(config, add_pooling_layer=False).save_pretrained(path)
+    load_tokenizer(default_encoder_path()).save_pretrained(path)
+    return str(path)

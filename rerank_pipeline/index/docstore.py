@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sqlite3
+from functools import cached_property
 from pathlib import Path
 from typing import Sequence
 
@@ -52,6 +53,14 @@ class DocStore:
 
     def __len__(self) -> int:
         return len(self.docids)
+
+    @cached_property
+    def tie_rank(self) -> np.ndarray:
+        """Per internal id, its rank in descending doc-id order: trec_eval's tie-break among equal scores."""
+        order = sorted(range(len(self.docids)), key=self.docids.__getitem__, reverse=True)
+        rank = np.empty(len(order), dtype=np.int64)
+        rank[order] = np.arange(len(order))
+        return rank
 
     def __contains__(self, docid: object) -> bool:
         return docid in self._idx

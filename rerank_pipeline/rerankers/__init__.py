@@ -1,10 +1,21 @@
 """Rerankers: one module per model family behind `Reranker` (base.py)."""
+from pathlib import Path
 from typing import Any
 
-RERANKERS: dict[str, Any] = {}
-DEFAULT_RERANKER_CONFIG: dict[str, Any] | None = None
+from .base import Reranker
+from .crossjem import DEFAULT_MODEL_DIR, CrossJEM
+from .pointwise import PointwiseCrossEncoder
+
+RERANKERS: dict[str, type[Reranker]] = {"crossjem": CrossJEM, "pointwise": PointwiseCrossEncoder}
+
+# The shipped model reranks by default once it is present in the package.
+DEFAULT_RERANKER_CONFIG: dict[str, Any] | None = (
+    {"type": "crossjem", "model": "default"} if (DEFAULT_MODEL_DIR / "model.safetensors").is_file() else None
+)
 
 
-def load_reranker(spec: dict[str, Any]):
-    cls = RERANKERS[spec["type"]]
-    return cls.from_spec(spec)
+def load_reranker(spec: dict[str, Any]) -> Reranker:
+    return RERANKERS[spec["type"]].from_spec(spec)
+
+
+__all__ = ["Reranker", "CrossJEM", "PointwiseCrossEncoder", "RERANKERS", "load_reranker", "DEFAULT_MODEL_DIR"]

@@ -9,7 +9,7 @@ from typing import Protocol, Sequence
 import numpy as np
 
 from ..pipeline import Retriever
-from ..types import Hit, Queries, Run
+from ..types import Queries, Run
 
 
 class BM25Backend(Protocol):
@@ -21,8 +21,8 @@ class BM25Backend(Protocol):
     @classmethod
     def load(cls, directory: Path) -> "BM25Backend": ...
 
-    def search(self, queries: Sequence[str], k: int) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Per query: (internal row ids, scores), best first."""
+    def search(self, queries: Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]:
+        """[queries x k] internal row ids (-1 where fewer than k docs match) and scores."""
         ...
 
 
@@ -76,22 +76,20 @@ class Bm25sBackend:
         return bm25s.tokenize(list(queries), stopwords=self.stopwords, stemmer=self.stemmer, return_ids=False,
                               show_progress=False)
 
-    def search(self, queries: Sequence[str], k: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    def search(self, queries: Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]:
         tokens = self.tokenize(queries)
         vocab = self.model.vocab_dict
+        k = min(k, int(self.model.scores["num_docs"]))
+        ids = np.full((len(tokens), k), -1, dtype=np.int64)
+        scores = np.zeros((len(tokens), k), dtype=np.float32)
         # Queries with no indexed term match nothing; bm25s would score them over an empty term list.
         known = [i for i, t in enumerate(tokens) if any(w in vocab for w in t)]
-        empty = (np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32))
-        out = [empty] * len(tokens)
-        if not known:
-            return out
-        n_docs = int(self.model.scores["num_docs"])
-        ids, scores = self.model.retrieve([tokens[i] for i in known], k=min(k, n_docs), show_progress=False,
-                                          backend_selection=self.backend, n_threads=0)
-        for row, i in enumerate(known):
-            keep = scores[row] > 0  # docs sharing no query term score 0: not retrieved
-            out[i] = (ids[row][keep], scores[row][keep])
-        return out
+        if known:
+            found, found_scores = self.model.retrieve([tokens[i] for i in known], k=k, show_progress=False,
+                                                      backend_selection=self.backend, n_threads=0)
+            ids[known], scores[known] = found, found_scores
+        ids[scores <= 0] = -1  # docs sharing no query term score 0: not retrieved
+        return ids, scores
 
 
 BACKENDS: dict[str, type] = {"bm25s": Bm25sBackend}
@@ -103,10 +101,7 @@ class BM25(Retriever):
         self.name = "bm25"
 
     def transform(self, queries: Queries, run: Run | None = None) -> Run:
-        backend = self.index.bm25_backend()
         qids = list(queries)
-        docids = self.index.docstore.docids
-        results = backend.search([queries[q] for q in qids], self.k)
-        rankings = {q: [Hit(docids[i], float(s)) for i, s in zip(ids.tolist(), scores.tolist())]
-                    for q, (ids, scores) in zip(qids, results)}
-        return Run(rankings, self.index.docstore)
+        ids, scores = self.index.bm25_backend().search([queries[q] for q in qids], self.k)
+        store = self.index.docstore
+        return Run.from_arrays(qids, ids, scores, store.docids, store.tie_rank, store)

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..encoders import quiet_transformers, resolve_encoder, torch_device
 from ..pipeline import Retriever
-from ..types import Hit, Queries, Run
+from ..types import Queries, Run
 
 FAISS_KINDS = ("flat", "hnsw", "ivfpq")
 
@@ -77,7 +77,5 @@ class Dense(Retriever):
         qids = list(queries)
         emb = encode([queries[q] for q in qids], self.index.manifest["dense"]["encoder"], self.batch_size)
         scores, ids = faiss_index.search(emb, min(self.k, faiss_index.ntotal))
-        docids = self.index.docstore.docids
-        rankings = {q: [Hit(docids[i], float(s)) for i, s in zip(row_ids.tolist(), row_scores.tolist()) if i >= 0]
-                    for q, row_ids, row_scores in zip(qids, ids, scores)}
-        return Run(rankings, self.index.docstore)
+        store = self.index.docstore
+        return Run.from_arrays(qids, ids.astype(np.int64), scores, store.docids, store.tie_rank, store)

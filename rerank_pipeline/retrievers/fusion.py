@@ -7,7 +7,7 @@ from typing import Sequence
 import numpy as np
 
 from ..pipeline import Stage
-from ..types import Hit, Queries, Run
+from ..types import Queries, Run
 
 
 def rrf(runs: Sequence[Run], k: int = 60, weights: Sequence[float] | None = None) -> Run:

@@ -1,0 +1,161 @@
+"""The reranker base class: loading/saving model directories, query tokenization, and the Stage interface.
+
+A model directory holds `rerank_config.json` (family and packing settings), the encoder's `config.json`, the
+tokenizer files, and `model.safetensors` (weights, optionally fp16). Loading never unpickles anything.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from ..encoders import MAX_DOC_TOKENS, load_tokenizer, quiet_transformers, resolve_encoder, torch_device
+from ..pipeline import Stage
+from ..types import DocSource, Hit, Queries, QueryInput, Run, as_queries
+
+CONFIG_FILE = "rerank_config.json"
+
+
+def load_encoder(path: str, pretrained: bool = True):
+    from transformers import AutoConfig, AutoModel
+
+    quiet_transformers()
+    if pretrained:
+        return AutoModel.from_pretrained(path, add_pooling_layer=False, attn_implementation="sdpa")
+    return AutoModel.from_config(AutoConfig.from_pretrained(path), add_pooling_layer=False,
+                                 attn_implementation="sdpa")
+
+
+class Reranker(Stage):
+    """Rescores each query's candidates. Subclasses implement `logits` (differentiable, used by training too)."""
+
+    kind: str = "reranker"
+    defaults: dict[str, Any] = {}
+
+    def __init__(self, network: torch.nn.Module, tokenizer, config: dict[str, Any], device: str | None = None):
+        self.network, self.tokenizer = network, tokenizer
+        self.config = {**self.defaults, **config, "kind": self.kind}
+        self.device = device or torch_device()
+        self.network.to(self.device).eval()
+        self.name = self.kind
+
+    # ---- construction and persistence -------------------------------------------------------------------------
+    @classmethod
+    def build_network(cls, encoder: torch.nn.Module, config: dict[str, Any]) -> torch.nn.Module:
+        raise NotImplementedError
+
+    @classmethod
+    def from_encoder(cls, encoder: str | None = None, device: str | None = None, **config) -> "Reranker":
+        """A fresh (untrained head) reranker over a pretrained encoder: all-MiniLM-L6-v2 unless a local dir is given."""
+        path = resolve_encoder(encoder)
+        config = {**cls.defaults, **config}
+        return cls(cls.build_network(load_encoder(path), config), load_tokenizer(path), config, device)
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | None = None) -> "Reranker":
+        from safetensors.torch import load_file
+
+        from . import RERANKERS
+
+        path = Path(path)
+        try:
+            config = json.loads((path / CONFIG_FILE).read_text())
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{path} is not a reranker model directory ({CONFIG_FILE} missing)") from None
+        family = RERANKERS.get(config.get("kind"))
+        if family is None or (cls is not Reranker and not issubclass(family, cls)):
+            raise ValueError(f"{path} holds a '{config.get('kind')}' model, not {cls.kind}")
+        network = family.build_network(load_encoder(str(path), pretrained=False), config)
+        state = {k: v.float() for k, v in load_file(path / "model.safetensors").items()}
+        network.load_state_dict(state, strict=True)
+        return family(network, load_tokenizer(str(path)), config, device)
+
+    def save(self, path: str | Path, fp16: bool = False) -> None:
+        from safetensors.torch import save_file
+
+        from .. import __version__
+
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        state = {k: (v.half() if fp16 and v.is_floating_point() else v).contiguous().cpu()
+                 for k, v in self.network.state_dict().items()}
+        save_file(state, path / "model.safetensors.tmp")
+        (path / "model.safetensors.tmp").replace(path / "model.safetensors")
+        self.network.encoder.config.save_pretrained(path)
+        self.tokenizer.save_pretrained(path)
+        (path / CONFIG_FILE).write_text(json.dumps({**self.config, "library_version": __version__}, indent=2))
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any]) -> "Reranker":
+        """From a YAML `reranker:` block: `model` is 'default' (the shipped model) or a model directory."""
+        model = spec.get("model", "default")
+        return cls.default() if model == "default" else cls.load(model)
+
+    @classmethod
+    def default(cls) -> "Reranker":
+        raise NotImplementedError(f"{cls.kind} has no shipped default model")
+
+    # ---- scoring ---------------------------------------------------------------------------------------------
+    def tokenize_queries(self, texts: Sequence[str]) -> list[np.ndarray]:
+        ids = self.tokenizer(list(texts), add_special_tokens=False, truncation=True,
+                             max_length=self.config["max_query_tokens"])["input_ids"]
+        return [np.asarray(t, dtype=np.int64) for t in ids]
+
+    def truncate_items(self, items: Sequence[np.ndarray]) -> list[np.ndarray]:
+        n = self.config["max_item_tokens"]
+        return [np.asarray(t[:n], dtype=np.int64) for t in items]
+
+    def logits(self, query_ids: Sequence[np.ndarray], candidates: Sequence[Sequence[np.ndarray]],
+               max_batch_tokens: int | None = None) -> list[torch.Tensor]:
+        """One logit tensor per query (its candidates in order); differentiable unless under inference_mode."""
+        raise NotImplementedError
+
+    def score_ids(self, query_ids: Sequence[np.ndarray], candidates: Sequence[Sequence[np.ndarray]]) -> list[np.ndarray]:
+        with torch.inference_mode(), self._autocast():
+            out = self.logits(query_ids, [self.truncate_items(c) for c in candidates])
+        return [t.float().cpu().numpy() for t in out]
+
+    def _autocast(self):
+        if self.device.startswith("cuda"):
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return torch.autocast("cpu", enabled=False)
+
+    def transform(self, queries: Queries, run: Run | None = None) -> Run:
+        if run is None:
+            raise ValueError(f"{self.name} needs candidates: put a retriever before it (retriever >> reranker)")
+        if run.docs is None:
+            raise ValueError(f"{self.name}: the run carries no document source; use rerank(queries, run, docs=...)")
+        qids = [q for q in run if run[q]]
+        missing = [q for q in qids if q not in queries]
+        if missing:
+            raise ValueError(f"{len(missing)} run query ids have no query text (first: {missing[0]!r})")
+        query_ids = self.tokenize_queries([queries[q] for q in qids])
+        docids = [[h.docid for h in run[q]] for q in qids]
+        flat = [d for ds in docids for d in ds]
+        tokens = run.docs.token_ids(flat, self.tokenizer)
+        candidates, start = [], 0
+        for ds in docids:
+            candidates.append(tokens[start:start + len(ds)])
+            start += len(ds)
+        scores = self.score_ids(query_ids, candidates)
+        rankings = {q: [Hit(d, float(s)) for d, s in zip(ds, sc)] for q, ds, sc in zip(qids, docids, scores)}
+        return Run(rankings, run.docs)
+
+    def rerank(self, queries: QueryInput, run: Run, docs: DocSource | dict[str, str] | None = None) -> Run:
+        """Rescore a candidate run (e.g. read from a TREC file); `docs` maps doc ids to text if the run has none."""
+        from ..index.docstore import TextDocs
+
+        if docs is not None:
+            run = Run.from_sorted(run.rankings, docs if not isinstance(docs, dict) else TextDocs(docs))
+        return self.transform(as_queries(queries), run)
+
+    def rank(self, query: str, documents: Sequence[str], top_k: int | None = None) -> list[dict[str, Any]]:
+        """sentence-transformers style: score raw texts for one query, best first."""
+        ids = self.tokenizer(list(documents), add_special_tokens=False, truncation=True,
+                             max_length=MAX_DOC_TOKENS)["input_ids"]
+        scores = self.score_ids(self.tokenize_queries([query]), [[np.asarray(t) for t in ids]])[0]
+        order = np.argsort(-scores, kind="stable")[:top_k]
+        return [{"corpus_id": int(i), "score": float(scores[i]), "text": documents[i]} for i in order]

@@ -1,0 +1,54 @@
+"""CROSS-JEM (Paliwal, Saini et al.): joint scoring of a whole candidate list in one encoder pass."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from ..base import Reranker
+from .model import CrossJEMNetwork
+from .packing import batches, collate, pack
+
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[2] / "models" / "crossjem-minilm-l6"
+
+
+class CrossJEM(Reranker):
+    kind = "crossjem"
+    defaults: dict[str, Any] = {
+        "max_query_tokens": 32,
+        "max_item_tokens": 48,
+        "union_capacity": 256,       # L_u; the paper uses 242-360
+        "position_encoding": False,  # Appendix F
+        "max_batch_tokens": 16384,   # padded tokens per encoder batch
+    }
+
+    @classmethod
+    def build_network(cls, encoder: torch.nn.Module, config: dict[str, Any]) -> torch.nn.Module:
+        return CrossJEMNetwork(encoder, position_encoding=config["position_encoding"],
+                               max_item_tokens=config["max_item_tokens"])
+
+    @classmethod
+    def default(cls) -> "CrossJEM":
+        if not (DEFAULT_MODEL_DIR / "model.safetensors").is_file():
+            raise FileNotFoundError(f"the shipped CROSS-JEM model is missing from {DEFAULT_MODEL_DIR}")
+        return cls.load(DEFAULT_MODEL_DIR)
+
+    def logits(self, query_ids: Sequence[np.ndarray], candidates: Sequence[Sequence[np.ndarray]],
+               max_batch_tokens: int | None = None) -> list[torch.Tensor]:
+        groups = pack(query_ids, candidates, self.config["union_capacity"], self.tokenizer.cls_token_id,
+                      self.tokenizer.sep_token_id)
+        out = [torch.zeros(len(c), device=self.device) for c in candidates]
+        pieces: list[list[tuple[torch.Tensor, torch.Tensor]]] = [[] for _ in candidates]
+        for part in batches(groups, max_batch_tokens or self.config["max_batch_tokens"]):
+            batch = collate(part).to(self.device)
+            logits = self.network(batch)
+            for row, g in enumerate(part):
+                pieces[g.query].append((torch.from_numpy(g.items).to(self.device), logits[row, : len(g.items)]))
+        for q, parts in enumerate(pieces):
+            if parts:
+                index = torch.cat([i for i, _ in parts])
+                out[q] = torch.zeros(len(candidates[q]), device=self.device, dtype=parts[0][1].dtype).index_copy(
+                    0, index, torch.cat([v for _, v in parts]))
+        return out

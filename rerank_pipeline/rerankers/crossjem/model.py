@@ -1,0 +1,49 @@
+"""The CROSS-JEM network: a BERT-family encoder, selective mean pooling per candidate, one shared linear head."""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .packing import Batch
+
+
+def sinusoidal_table(n_positions: int, dim: int) -> torch.Tensor:
+    """Vaswani et al. encodings: PE[p, 2i] = sin(p / 10000^(2i/d)), PE[p, 2i+1] = cos(...)."""
+    pos = torch.arange(n_positions, dtype=torch.float32)[:, None]
+    freq = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
+    table = torch.zeros(n_positions, dim)
+    table[:, 0::2] = torch.sin(pos * freq)
+    table[:, 1::2] = torch.cos(pos * freq)
+    return table
+
+
+class CrossJEMNetwork(nn.Module):
+    def __init__(self, encoder: nn.Module, position_encoding: bool = False, max_item_tokens: int = 64):
+        super().__init__()
+        self.encoder = encoder
+        hidden = encoder.config.hidden_size
+        self.head = nn.Linear(hidden, 1)
+        self.position_encoding = position_encoding
+        # Appendix F: sinusoidal encodings of each token's position inside its item, applied after the encoder.
+        self.register_buffer("pe", sinusoidal_table(max_item_tokens, hidden), persistent=False)
+        self.pe_scale = nn.Parameter(torch.tensor(0.1)) if position_encoding else None
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        """Logits [B, N] for every candidate of every group in the batch, from one encoder pass."""
+        hidden = self.encoder(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                              token_type_ids=batch.token_type_ids).last_hidden_state
+        pooled = torch.bmm(batch.pool.to(hidden.dtype), hidden)  # [B, N, d]: all selective means at once
+        if self.position_encoding:
+            # Added literally (h_t + PE(p_t), then the mean), the encodings contribute the mean of PE over the
+            # positions 0..n-1 whatever token sits where: mean pooling is linear and the union state h_t is shared by
+            # all items, so order stays invisible. Modulating the token state by its position instead,
+            # h_t + a * PE(p_t) * h_t, makes the pooled vector depend on which token is at which position.
+            valid = (batch.pos_index >= 0)[..., None]
+            rows = torch.arange(hidden.shape[0], device=hidden.device)[:, None, None]
+            tokens = hidden[rows, batch.col_index]                                # [B, N, T, d]
+            pe = self.pe.to(hidden.dtype)[batch.pos_index.clamp(min=0)]
+            weight = batch.pool.amax(-1, keepdim=True).to(hidden.dtype)       # 1 / tokens pooled for the item
+            pooled = pooled + self.pe_scale * (pe * tokens * valid).sum(2) * weight
+        return self.head(pooled).squeeze(-1)

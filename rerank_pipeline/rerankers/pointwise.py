@@ -1,0 +1,71 @@
+"""Pointwise cross-encoder (monoBERT): scores each `[CLS] q [SEP] d [SEP]` pair from its [CLS] state.
+
+CROSS-JEM's baseline and teacher. It gets the same care as CROSS-JEM: pre-tokenized ids, length-sorted batches
+under a token budget, inference mode, bf16 on GPU, so speed ratios between the two are fair.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .base import Reranker
+
+
+class PointwiseNetwork(nn.Module):
+    def __init__(self, encoder: nn.Module):
+        super().__init__()
+        self.encoder = encoder
+        self.head = nn.Linear(encoder.config.hidden_size, 1)
+
+    def forward(self, input_ids, attention_mask, token_type_ids) -> torch.Tensor:
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
+                              token_type_ids=token_type_ids).last_hidden_state
+        return self.head(hidden[:, 0]).squeeze(-1)
+
+
+class PointwiseCrossEncoder(Reranker):
+    kind = "pointwise"
+    defaults: dict[str, Any] = {"max_query_tokens": 32, "max_item_tokens": 48, "max_batch_tokens": 16384}
+
+    @classmethod
+    def build_network(cls, encoder: nn.Module, config: dict[str, Any]) -> nn.Module:
+        return PointwiseNetwork(encoder)
+
+    def logits(self, query_ids: Sequence[np.ndarray], candidates: Sequence[Sequence[np.ndarray]],
+               max_batch_tokens: int | None = None) -> list[torch.Tensor]:
+        cls_id, sep_id = self.tokenizer.cls_token_id, self.tokenizer.sep_token_id
+        pairs = [(q, j) for q, items in enumerate(candidates) for j in range(len(items))]
+        lengths = np.array([len(query_ids[q]) + len(candidates[q][j]) + 3 for q, j in pairs])
+        order = np.argsort(lengths, kind="stable")
+        budget = max_batch_tokens or self.config["max_batch_tokens"]
+        flat = torch.zeros(len(pairs), device=self.device)
+        values, positions = [], []
+        start = 0
+        while start < len(order):
+            # Sorted ascending, so the last pair of a batch is its longest.
+            end = start + 1
+            while end < len(order) and lengths[order[end]] * (end - start + 1) <= budget:
+                end += 1
+            idx = order[start:end]
+            width = int(lengths[idx[-1]])
+            ids = np.zeros((len(idx), width), np.int64)
+            types = np.zeros((len(idx), width), np.int64)
+            mask = np.zeros((len(idx), width), np.int64)
+            for row, p in enumerate(idx):
+                q, j = pairs[p]
+                seq = np.concatenate([[cls_id], query_ids[q], [sep_id], candidates[q][j], [sep_id]])
+                ids[row, : len(seq)] = seq
+                mask[row, : len(seq)] = 1
+                types[row, len(query_ids[q]) + 2: len(seq)] = 1
+            t = lambda a: torch.from_numpy(a).to(self.device, non_blocking=True)  # noqa: E731
+            values.append(self.network(t(ids), t(mask), t(types)))
+            positions.append(torch.from_numpy(idx).to(self.device))
+            start = end
+        if values:
+            v = torch.cat(values)
+            flat = torch.zeros(len(pairs), device=self.device, dtype=v.dtype).index_copy(0, torch.cat(positions), v)
+        sizes = [len(c) for c in candidates]
+        return list(torch.split(flat, sizes))

@@ -1,0 +1,187 @@
+"""Training loop for both reranker families: AdamW, linear schedule with warm-up, gradient accumulation, seeds,
+per-epoch dev evaluation with early stopping, checkpoint and resume.
+
+Each step takes `lists_per_step` ranking lists, each cut to `list_size` candidates (positives kept, the rest
+sampled). CROSS-JEM scores each list jointly; the pointwise model scores the same items pair by pair, so both see
+the same data and the loss decides pointwise (bce) vs listwise (rpl, listnet, ce).
+"""
+from __future__ import annotations
+
+import json
+import math
+import random
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..rerankers.base import Reranker
+from .data import RankingList, qrels_of
+from .losses import LOSSES, NEG
+
+DEV_MEASURES = ("AP", "RR", "nDCG@10")
+
+
+@dataclass
+class TrainConfig:
+    loss: str = "rpl"
+    epochs: int = 3
+    lr: float = 1e-4             # the paper's setting for CROSS-JEM and monoBERT
+    weight_decay: float = 0.01
+    warmup: float = 0.1          # fraction of steps
+    lists_per_step: int = 8
+    grad_accum: int = 1
+    list_size: int = 30          # N (paper: 10 on MS MARCO, 30 on SODQ)
+    seed: int = 13
+    patience: int = 2            # epochs without dev improvement before stopping
+    select_by: str = "nDCG@10"
+    targets: str = "auto"        # labels | teacher | auto (teacher when present)
+    max_grade: float = field(default=0.0)  # filled from the data: labels / max_grade -> [0, 1]
+
+
+def teacher_scores(teacher: Reranker, lists: list[RankingList], show_progress: bool = True) -> None:
+    """Fill each list's `teacher` with the teacher's probabilities (sigmoid of its logits), batched by queries."""
+    from tqdm.auto import tqdm
+
+    step = 64
+    for start in tqdm(range(0, len(lists), step), desc="teacher", disable=not show_progress):
+        part = lists[start:start + step]
+        scores = teacher.score_ids(teacher.tokenize_queries([l.query for l in part]),
+                                   [_item_ids(teacher, l) for l in part])
+        for l, s in zip(part, scores):
+            l.teacher = 1.0 / (1.0 + np.exp(-s))
+
+
+def _item_ids(model: Reranker, l: RankingList) -> list[np.ndarray]:
+    cache = getattr(l, "_ids", None)
+    if cache is None:
+        ids = model.tokenizer(l.texts, add_special_tokens=False, truncation=True,
+                              max_length=model.config["max_item_tokens"])["input_ids"]
+        cache = [np.asarray(t, dtype=np.int64) for t in ids]
+        l._ids = cache  # tokenize once per list, not per epoch
+    return cache
+
+
+def _targets(l: RankingList, cfg: TrainConfig) -> np.ndarray:
+    use_teacher = cfg.targets == "teacher" or (cfg.targets == "auto" and l.teacher is not None)
+    if use_teacher:
+        if l.teacher is None:
+            raise ValueError(f"list {l.qid} has no teacher scores (pass --teacher or include teacher_score)")
+        return l.teacher
+    return l.labels / max(cfg.max_grade, 1.0)
+
+
+def _sample(l: RankingList, size: int, rng: random.Random) -> np.ndarray:
+    if len(l.docids) <= size:
+        return np.arange(len(l.docids))
+    pos = [i for i in range(len(l.docids)) if l.labels[i] > 0]
+    rest = [i for i in range(len(l.docids)) if l.labels[i] <= 0]
+    keep = pos[:size] + rng.sample(rest, max(0, size - len(pos[:size])))
+    return np.array(sorted(keep))
+
+
+def evaluate_lists(model: Reranker, lists: list[RankingList], measures=DEV_MEASURES) -> dict[str, float]:
+    import ir_measures
+
+    scores = []
+    for start in range(0, len(lists), 64):
+        part = lists[start:start + 64]
+        scores += model.score_ids(model.tokenize_queries([l.query for l in part]), [_item_ids(model, l) for l in part])
+    run = {l.qid: {d: float(s) for d, s in zip(l.docids, sc)} for l, sc in zip(lists, scores)}
+    parsed = [ir_measures.parse_measure(m) for m in measures]
+    agg = ir_measures.calc_aggregate(parsed, qrels_of(lists), run)
+    return {str(m): float(agg[m]) for m in parsed}
+
+
+def _save_checkpoint(model: Reranker, optimizer, scheduler, state: dict, directory: Path) -> None:
+    tmp = directory.with_name(directory.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save(tmp)
+    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, tmp / "optimizer.pt")
+    (tmp / "trainer_state.json").write_text(json.dumps(state, indent=2))
+    shutil.rmtree(directory, ignore_errors=True)
+    tmp.rename(directory)
+
+
+def train(model: Reranker, train_lists: list[RankingList], dev_lists: list[RankingList], cfg: TrainConfig,
+          output: str | Path, resume: bool = False, fp16: bool = False, show_progress: bool = True,
+          log: Callable[[str], None] = print) -> dict:
+    """Train in place; the best dev model is saved to `output`, the last epoch to `output/checkpoint`."""
+    from tqdm.auto import tqdm
+    from transformers import get_linear_schedule_with_warmup
+
+    if cfg.loss not in LOSSES:
+        raise ValueError(f"unknown loss '{cfg.loss}' (use {', '.join(LOSSES)})")
+    if not train_lists:
+        raise ValueError("no training lists")
+    output = Path(output)
+    loss_fn = LOSSES[cfg.loss]
+    cfg.max_grade = cfg.max_grade or float(max(l.labels.max() for l in train_lists if len(l.labels)))
+    torch.manual_seed(cfg.seed)
+    device = model.device
+    optimizer = torch.optim.AdamW(model.network.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps_per_epoch = math.ceil(len(train_lists) / (cfg.lists_per_step * cfg.grad_accum))
+    total = steps_per_epoch * cfg.epochs
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup * total), total)
+    state = {"epoch": 0, "best": -1.0, "best_epoch": 0, "history": [], "config": asdict(cfg)}
+    ckpt = output / "checkpoint"
+    if resume and (ckpt / "trainer_state.json").is_file():
+        from safetensors.torch import load_file
+
+        model.network.load_state_dict({k: v.float() for k, v in load_file(ckpt / "model.safetensors").items()})
+        opt_state = torch.load(ckpt / "optimizer.pt", weights_only=True, map_location=device)
+        optimizer.load_state_dict(opt_state["optimizer"])
+        scheduler.load_state_dict(opt_state["scheduler"])
+        state = json.loads((ckpt / "trainer_state.json").read_text())
+        log(f"resumed after epoch {state['epoch']} (best {cfg.select_by} {state['best']:.4f})")
+
+    for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
+        if epoch - state["best_epoch"] > cfg.patience and state["best_epoch"] > 0:
+            log(f"early stop: no dev improvement for {cfg.patience} epochs")
+            break
+        rng = random.Random(cfg.seed * 1000 + epoch)  # per-epoch seed: resumed runs see the same order
+        order = list(range(len(train_lists)))
+        rng.shuffle(order)
+        model.network.train()
+        bar = tqdm(range(0, len(order), cfg.lists_per_step), desc=f"epoch {epoch}/{cfg.epochs}",
+                   disable=not show_progress)
+        running = None
+        for i, start in enumerate(bar):
+            part = [train_lists[j] for j in order[start:start + cfg.lists_per_step]]
+            picks = [_sample(l, cfg.list_size, rng) for l in part]
+            qids = model.tokenize_queries([l.query for l in part])
+            items = [[_item_ids(model, l)[k] for k in p] for l, p in zip(part, picks)]
+            logits = model.logits(qids, items)
+            width = max(len(p) for p in picks)
+            f = torch.full((len(part), width), NEG, device=device)
+            y = torch.zeros((len(part), width), device=device)
+            mask = torch.zeros((len(part), width), dtype=torch.bool, device=device)
+            for r, (l, p, lg) in enumerate(zip(part, picks, logits)):
+                f[r, : len(p)] = lg.float()
+                y[r, : len(p)] = torch.from_numpy(_targets(l, cfg)[p]).to(device)
+                mask[r, : len(p)] = True
+            loss = loss_fn(f, y, mask) / cfg.grad_accum
+            loss.backward()
+            if (i + 1) % cfg.grad_accum == 0 or start + cfg.lists_per_step >= len(order):
+                torch.nn.utils.clip_grad_norm_(model.network.parameters(), 1.0)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+            value = loss.item() * cfg.grad_accum
+            running = value if running is None else 0.95 * running + 0.05 * value
+            bar.set_postfix(loss=f"{running:.4f}")
+        model.network.eval()
+        dev = evaluate_lists(model, dev_lists) if dev_lists else {}
+        metric = dev.get(cfg.select_by, -float(running or 0))
+        state["history"].append({"epoch": epoch, "train_loss": running, **dev})
+        log(f"epoch {epoch}: loss {running:.4f} " + " ".join(f"{k} {v:.4f}" for k, v in dev.items()))
+        state["epoch"] = epoch
+        if metric > state["best"]:
+            state["best"], state["best_epoch"] = metric, epoch
+            model.save(output, fp16=fp16)
+        _save_checkpoint(model, optimizer, scheduler, state, ckpt)
+    (output / "training.json").write_text(json.dumps(state, indent=2))
+    return state

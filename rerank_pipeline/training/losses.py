@@ -1,0 +1,64 @@
+"""Listwise and pointwise ranking losses over padded lists.
+
+All take logits `f` [B, N], targets `y` [B, N] (graded labels, or a teacher's probabilities) and a mask [B, N] of
+real items, and return the mean loss over lists. A list that carries no training signal contributes 0.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+NEG = -1e4  # large negative logit for padding (finite, so 0 * NEG stays 0 in fp16/bf16 too)
+
+
+def _masked_log_softmax(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return F.log_softmax(x.masked_fill(~mask, NEG), dim=-1)
+
+
+def _mean_over_lists(per_list: torch.Tensor, has_signal: torch.Tensor) -> torch.Tensor:
+    n = has_signal.sum()
+    return (per_list * has_signal).sum() / n.clamp(min=1)
+
+
+def rpl_loss(f: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Ranking Probability Loss (CROSS-JEM, Eq. 2 with Corollary 2's normalisation).
+
+    With L_j = {k : y_k < y_j}: target ~y_j = sum_{k in L_j} y_k, score ~s_j = sum_{k in L_j} f_k, and the loss is
+    the cross entropy between ~y / sum(~y) and softmax(~s). With binary labels every ~y_j is 0 (a positive's L_j
+    holds only zero-labelled items, a negative's L_j is empty), so such a list has no signal: RPL needs graded or
+    real-valued targets, e.g. a pointwise teacher's scores.
+    """
+    y = y.to(f.dtype)
+    below = (y[:, None, :] < y[:, :, None]) & mask[:, None, :] & mask[:, :, None]  # below[b, j, k]: k in L_j
+    below = below.to(f.dtype)
+    y_tilde = torch.einsum("bjk,bk->bj", below, y * mask)
+    s_tilde = torch.einsum("bjk,bk->bj", below, f.masked_fill(~mask, 0.0))
+    total = y_tilde.sum(-1, keepdim=True)
+    p_target = torch.where(total > 0, y_tilde / total.clamp(min=1e-12), torch.zeros_like(y_tilde))
+    per_list = -(p_target * _masked_log_softmax(s_tilde, mask)).sum(-1)
+    return _mean_over_lists(per_list, total.squeeze(-1) > 0)
+
+
+def listnet_loss(f: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """ListNet top-one probability loss (Cao et al. 2007, the paper's Eq. 1 with Phi = exp)."""
+    p_target = torch.softmax(y.to(f.dtype).masked_fill(~mask, NEG), dim=-1)
+    per_list = -(p_target * _masked_log_softmax(f, mask)).sum(-1)
+    return _mean_over_lists(per_list, mask.sum(-1) > 1)
+
+
+def softmax_ce_loss(f: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Softmax cross entropy with the targets normalised to a distribution (y / sum y)."""
+    y = (y.to(f.dtype) * mask).clamp(min=0)
+    total = y.sum(-1, keepdim=True)
+    p_target = torch.where(total > 0, y / total.clamp(min=1e-12), torch.zeros_like(y))
+    per_list = -(p_target * _masked_log_softmax(f, mask)).sum(-1)
+    return _mean_over_lists(per_list, total.squeeze(-1) > 0)
+
+
+def bce_loss(f: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Pointwise binary cross entropy; targets in [0, 1] (binary labels or teacher probabilities)."""
+    per_item = F.binary_cross_entropy_with_logits(f, y.to(f.dtype).clamp(0, 1), reduction="none")
+    return (per_item * mask).sum() / mask.sum().clamp(min=1)
+
+
+LOSSES = {"rpl": rpl_loss, "listnet": listnet_loss, "ce": softmax_ce_loss, "bce": bce_loss}

@@ -1,0 +1,125 @@
+import numpy as np
+import pytest
+import torch
+
+from rerank_pipeline.rerankers import CrossJEM, PointwiseCrossEncoder, Reranker
+from rerank_pipeline.rerankers.crossjem.packing import build_group, collate, group_candidates, pack
+
+CLS, SEP = 101, 102
+
+
+def ids(*xs):
+    return np.array(xs, dtype=np.int64)
+
+
+def test_group_input_and_pooling_matrix_follow_algorithms_1_and_2():
+    items = [ids(30, 10, 20), ids(20, 40, 20), ids(50)]
+    g = build_group(0, ids(7, 8), items, np.arange(3), CLS, SEP)
+    assert g.input_ids.tolist() == [CLS, 7, 8, SEP, 10, 20, 30, 40, 50]  # [CLS] q [SEP] sorted union
+    batch = collate([g])
+    pool = batch.pool[0].numpy()
+    selected = [set(np.flatnonzero(row).tolist()) for row in pool]
+    # query tokens (1, 2) and [SEP] (3), not [CLS] (0), plus each item's union positions; repeats pooled once
+    assert selected == [{1, 2, 3, 4, 5, 6}, {1, 2, 3, 5, 7}, {1, 2, 3, 8}]
+    assert np.allclose(pool.sum(1), 1.0)
+    assert batch.token_type_ids[0].tolist() == [0, 0, 0, 0, 1, 1, 1, 1, 1]
+    # Appendix F positions: item 1 = (20, 40, 20): token 20 first at position 0, token 40 at 1
+    assert sorted(batch.pos_index[0, 1][batch.pos_index[0, 1] >= 0].tolist()) == [0, 1]
+
+
+def test_grouping_respects_capacity_and_uses_overlap():
+    rng = np.random.default_rng(0)
+    # Two topics with disjoint vocabularies, interleaved in list order.
+    items = [rng.choice(np.arange(1000, 1040) if i % 2 else np.arange(2000, 2040), 6, replace=False)
+             for i in range(40)]
+    groups = group_candidates(items, capacity=45)
+    assert sorted(np.concatenate(groups).tolist()) == list(range(40))
+    assert all(len(set(np.concatenate([items[i] for i in g]).tolist())) <= 45 for g in groups)
+    assert len(groups) == 2  # one group per topic; splitting in list order would mix vocabularies
+    assert {i % 2 for i in groups[0]} in ({0}, {1})
+
+
+@pytest.fixture(scope="module")
+def crossjem(tiny_encoder):
+    torch.manual_seed(1)
+    return CrossJEM.from_encoder(tiny_encoder, device="cpu")
+
+
+def test_joint_scores_equal_explicit_selective_mean(crossjem):
+    q = crossjem.tokenize_queries(["patagonia japan"])[0]
+    docs = ["patagonia store tokyo japan", "flights to lima", "japan rail pass"]
+    items = [np.asarray(t) for t in crossjem.tokenizer(docs, add_special_tokens=False)["input_ids"]]
+    scores = crossjem.score_ids([q], [items])[0]
+    g = build_group(0, q, items, np.arange(3), CLS, SEP)
+    with torch.inference_mode():
+        hidden = crossjem.network.encoder(input_ids=torch.tensor([g.input_ids]),
+                                          token_type_ids=torch.tensor([[0] * g.n_query + [1] * (len(g.input_ids) - g.n_query)])
+                                          ).last_hidden_state[0]
+        for j, item in enumerate(items):
+            positions = list(range(1, g.n_query)) + [g.n_query + int(np.searchsorted(g.input_ids[g.n_query:], t))
+                                                     for t in np.unique(item)]
+            manual = crossjem.network.head(hidden[positions].mean(0)).item()
+            assert scores[j] == pytest.approx(manual, abs=1e-5)
+
+
+def test_batched_groups_match_single_groups_and_large_lists(crossjem):
+    rng = np.random.default_rng(1)
+    queries = [rng.integers(1000, 5000, 5) for _ in range(3)]
+    lists = [[rng.integers(1000, 3000, rng.integers(3, 12)) for _ in range(n)] for n in (5, 40, 2000)]
+    crossjem.config["union_capacity"] = 64
+    try:
+        together = crossjem.score_ids(queries, lists)
+        alone = [crossjem.score_ids([q], [l])[0] for q, l in zip(queries, lists)]
+        for a, b in zip(together, alone):
+            np.testing.assert_allclose(a, b, atol=1e-5)
+        assert len(together[2]) == 2000 and np.isfinite(together[2]).all()
+        assert len(pack(queries[2:], lists[2:], 64, CLS, SEP)) > 30  # 2000 items really span many passes
+    finally:
+        crossjem.config["union_capacity"] = CrossJEM.defaults["union_capacity"]
+
+
+def test_position_encoding_separates_reordered_items(tiny_encoder):
+    torch.manual_seed(2)
+    plain = CrossJEM.from_encoder(tiny_encoder, device="cpu")
+    torch.manual_seed(2)
+    positional = CrossJEM.from_encoder(tiny_encoder, device="cpu", position_encoding=True)
+    q = plain.tokenize_queries(["dog bites man"])[0]
+    items = [ids(3899, 15424, 2158), ids(2158, 15424, 3899)]  # same bag of tokens, other order
+    a, b = plain.score_ids([q], [items])[0]
+    assert a == pytest.approx(b, abs=1e-6)  # bags: order is invisible
+    a, b = positional.score_ids([q], [items])[0]
+    assert abs(a - b) > 1e-4
+
+
+def test_save_load_roundtrip_safetensors_only(crossjem, tmp_path, tiny_encoder):
+    q = crossjem.tokenize_queries(["red shoes"])
+    items = [[ids(2417, 6007), ids(2630, 3797), ids(2417)]]
+    before = crossjem.score_ids(q, items)[0]
+    crossjem.save(tmp_path / "m32")
+    crossjem.save(tmp_path / "m16", fp16=True)
+    assert not list(tmp_path.glob("m32/*.bin")) and (tmp_path / "m32" / "model.safetensors").is_file()
+    np.testing.assert_allclose(Reranker.load(tmp_path / "m32", device="cpu").score_ids(q, items)[0], before, atol=1e-6)
+    np.testing.assert_allclose(CrossJEM.load(tmp_path / "m16", device="cpu").score_ids(q, items)[0], before, atol=2e-2)
+    with pytest.raises(ValueError, match="crossjem"):
+        PointwiseCrossEncoder.load(tmp_path / "m32")
+
+
+def test_rerank_a_run_from_python(crossjem):
+    from rerank_pipeline.types import Hit, Run
+
+    run = Run({"q1": [Hit("a", 2.0), Hit("b", 1.0)], "q2": [Hit("c", 5.0)]})
+    out = crossjem.rerank({"q1": "red shoes", "q2": "blue hat"}, run,
+                          docs={"a": "green socks", "b": "red shoes", "c": "blue hat"})
+    assert set(out) == {"q1", "q2"} and {h.docid for h in out["q1"]} == {"a", "b"}
+    with pytest.raises(ValueError, match="needs candidates"):
+        crossjem.transform({"q": "x"}, None)
+
+
+def test_pointwise_scores_pairs_independently(tiny_encoder):
+    torch.manual_seed(3)
+    pw = PointwiseCrossEncoder.from_encoder(tiny_encoder, device="cpu")
+    q = pw.tokenize_queries(["red shoes"])
+    items = [ids(2417, 6007), ids(2630, 3797, 1010, 2000), ids(2417)]
+    together = pw.score_ids(q, [items])[0]
+    alone = [pw.score_ids(q, [[it]])[0][0] for it in items]
+    np.testing.assert_allclose(together, alone, atol=1e-5)
