@@ -7,32 +7,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
 from rerank_pipeline import BM25, Dense, build_index
-from rerank_pipeline.demo import BRANDS, PLACES, PRODUCTS
-
-ADJECTIVES = ["lightweight", "waterproof", "insulated", "recycled", "womens", "mens", "kids", "vintage", "packable",
-              "ultralight", "organic", "merino", "classic", "technical", "windproof", "cheap", "premium", "sale"]
-COLOURS = ["black", "navy", "red", "olive", "grey", "blue", "orange", "white", "green", "tan"]
-
-
-def generate(n: int, seed: int = 0) -> list[str]:
-    rng = random.Random(seed)
-    out = []
-    for _ in range(n):
-        parts = [rng.choice(BRANDS), rng.choice(ADJECTIVES), rng.choice(COLOURS), rng.choice(PRODUCTS)]
-        if rng.random() < 0.5:
-            parts.append(rng.choice(PLACES))
-        if rng.random() < 0.3:
-            parts.append(f"size {rng.choice(['xs', 's', 'm', 'l', 'xl'])}")
-        out.append(" ".join(parts))
-    return out
-
+from rerank_pipeline.demo import synthetic_titles
 
 def timed(fn, repeats: int):
     times = []
@@ -55,9 +36,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         corpus = Path(tmp) / "corpus.jsonl"
         with open(corpus, "w") as f:
-            for i, t in enumerate(generate(args.docs)):
+            for i, t in enumerate(synthetic_titles(args.docs)):
                 f.write(json.dumps({"id": f"p{i}", "text": t}) + "\n")
-        queries = {str(i): " ".join(q.split()[:3]) for i, q in enumerate(generate(args.queries, seed=1))}
+        queries = {str(i): " ".join(q.split()[:3]) for i, q in enumerate(synthetic_titles(args.queries, seed=1))}
 
         t = time.perf_counter()
         idx, _ = build_index(corpus, "bm25", tmp, dense=False, show_progress=False)

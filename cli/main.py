@@ -252,5 +252,118 @@ def train(
     console.print(f"best epoch {state['best_epoch']} ({state['config']['select_by']} {state['best']:.4f}) saved to {output}")
 
 
+def _print_eval(result, title: str) -> None:
+    table = Table(title=title, title_justify="left", caption="* p < 0.05 vs the baseline (randomization test, "
+                  "Holm-corrected); deltas are against the baseline row", caption_justify="left")
+    table.add_column("#", justify="right")
+    table.add_column("system", overflow="fold")
+    for m in result.metrics:
+        table.add_column(m, justify="right")
+    for i, (name, row) in enumerate(result.table.iterrows()):
+        cells = []
+        for m in result.metrics:
+            cell = f"{row[m]:.4f}"
+            if name != result.baseline:
+                star = "*" if row[f"{m} p(rand)"] < 0.05 else " "
+                cell += f" ({row[f'{m} delta']:+.4f}){star}"
+            cells.append(cell)
+        table.add_row(str(i), name + ("  [baseline]" if name == result.baseline else ""), *cells)
+    console.print(table)
+    for note in result.notes:
+        console.print(f"note: {note}", highlight=False)
+
+
+@app.command("eval")
+def evaluate(
+    dataset: Path = typer.Argument(..., help="BEIR-layout dataset dir: queries.jsonl, qrels/SPLIT.tsv, corpus.jsonl, runs/."),
+    split: str = typer.Option(..., "--split", "-s", help="Qrels split to evaluate on (qrels/SPLIT.tsv)."),
+    index_name: Optional[str] = typer.Option(None, "--index", "-i", help="Index to search (with --config)."),
+    index_dir: Path = IndexDirOpt,
+    configs: List[Path] = typer.Option([], "--config", "-c", help="Pipeline YAML; repeatable (default: the built-in default)."),
+    runs: List[Path] = typer.Option([], "--run", help="An existing TREC/jsonl run to score; repeatable."),
+    rerank_run: Optional[Path] = typer.Option(None, "--rerank-run", help="Candidate run to rerank (e.g. DATASET/runs/candidates.dev.trec)."),
+    reranker: str = typer.Option("default", "--reranker", help="'default' (shipped CROSS-JEM) or a model dir, for --rerank-run."),
+    metrics: List[str] = typer.Option(list(("nDCG@10", "AP", "RR@10", "R@100", "P@10")), "--metrics", "-m", help="ir_measures names; repeatable."),
+    baseline: int = typer.Option(0, "--baseline", min=0, help="Row number of the baseline system."),
+    judged_only: bool = typer.Option(False, "--judged-only", help="Keep only queries with a relevant judgment (answer-selection protocol)."),
+    output_dir: Optional[Path] = typer.Option(None, "--output-dir", "-o", help="Write report.json/csv, per-query results, runs and PNG plots."),
+    no_per_stage: bool = typer.Option(False, "--no-per-stage", help="Only each pipeline's final output."),
+) -> None:
+    """Evaluate pipelines, stages and runs against qrels, with paired significance tests against a baseline."""
+    from rerank_pipeline.config import build_pipeline, load_config
+    from rerank_pipeline.evaluation import EvaluationError, compare, experiment
+    from rerank_pipeline.index import Index, TextDocs
+    from rerank_pipeline.io import read_qrels, read_queries, read_records, read_run
+    from rerank_pipeline.rerankers import CrossJEM, Reranker
+
+    try:
+        qrels_path = dataset / "qrels" / f"{split}.tsv"
+        if not qrels_path.is_file():
+            have = sorted(p.stem for p in (dataset / "qrels").glob("*.tsv"))
+            raise EvaluationError(f"{dataset}: no split '{split}' (have: {', '.join(have) or 'none'})")
+        qrels = read_qrels(qrels_path)
+        queries = read_queries(dataset / "queries.jsonl")
+        systems = {}
+        for path in runs:
+            systems[path.stem] = read_run(path)
+        if rerank_run is not None:
+            candidates = read_run(rerank_run)
+            candidates = type(candidates).from_sorted({q: h for q, h in candidates.items() if q in qrels})
+            needed = {h.docid for _, hits in candidates.items() for h in hits}
+            docs = TextDocs({r.id: r.text for r in read_records(dataset / "corpus.jsonl").records if r.id in needed})
+            model = CrossJEM.default() if reranker == "default" else Reranker.load(reranker)
+            systems[rerank_run.stem] = candidates
+            systems[f"{rerank_run.stem} >> {model.name}"] = model.rerank(queries, candidates, docs)
+        if index_name is not None:
+            idx = Index.open(index_name, index_dir)
+            pipes = {}
+            for cfg_path in configs or [None]:
+                pipe = build_pipeline(load_config(cfg_path), idx)
+                pipes[pipe.name] = pipe
+            piped = experiment(pipes, queries, qrels, metrics, per_stage=not no_per_stage, show_progress=True)
+            systems.update(piped.runs)
+        if not systems:
+            raise EvaluationError("nothing to evaluate: give --index (with --config), --run or --rerank-run")
+        result = compare(systems, qrels, metrics, baseline, judged_only, show_progress=True)
+    except (EvaluationError, IndexError) as e:
+        _fail(str(e))
+    except _known_errors() as e:
+        _fail(str(e))
+    _print_eval(result, f"{dataset.name} ({split}), {len(result.per_query[result.baseline])} queries")
+    if output_dir is not None:
+        files = result.write(output_dir)
+        console.print(f"wrote {len(files)} files to {output_dir}")
+
+
+@app.command()
+def bench(
+    sizes: List[int] = typer.Option([100, 700], "--items", "-n", help="Candidates per query (repeatable)."),
+    queries: int = typer.Option(5, "--queries", min=1, help="Queries per size (each scored alone)."),
+    repeats: int = typer.Option(3, "--repeats", min=1, help="Timed repeats per query (median)."),
+    model: Optional[Path] = typer.Option(None, "--model", help="CROSS-JEM model dir (default: a fresh head on MiniLM; speed is the same)."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Also write the table as Markdown."),
+) -> None:
+    """CROSS-JEM vs the pointwise cross-encoder: ms per query and the speed-up, same encoder and candidates."""
+    from rerank_pipeline.bench import run_bench
+
+    rows = run_bench(sizes, queries, repeats, device, str(model) if model else None)
+    head = ["items", "device", "queries", "CROSS-JEM ms/query", "pointwise ms/query", "speed-up",
+            "groups/query", "union tokens/group", "tokens/item"]
+    table = Table(title="Reranker latency (median per query)", title_justify="left")
+    for col in head:
+        table.add_column(col, justify="right")
+    cells = [[str(r.n_items), r.device, str(r.queries), f"{r.crossjem_ms:.1f}", f"{r.pointwise_ms:.1f}",
+              f"{r.speedup:.2f}x", f"{r.groups_per_query:.1f}", f"{r.union_tokens:.0f}", f"{r.item_tokens:.1f}"]
+             for r in rows]
+    for c in cells:
+        table.add_row(*c)
+    console.print(table)
+    if output:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        md = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + ["| " + " | ".join(c) + " |" for c in cells]
+        output.write_text("\n".join(md) + "\n")
+
+
 if __name__ == "__main__":
     app()

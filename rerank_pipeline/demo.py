@@ -57,6 +57,25 @@ def demo_records(seed: int = 7) -> list[dict]:
     return [{"id": f"demo-{i:04d}", "text": t} for i, t in enumerate(unique)]
 
 
+ADJECTIVES = ["lightweight", "waterproof", "insulated", "recycled", "womens", "mens", "kids", "vintage", "packable",
+              "ultralight", "organic", "merino", "classic", "technical", "windproof", "cheap", "premium", "sale"]
+COLOURS = ["black", "navy", "red", "olive", "grey", "blue", "orange", "white", "green", "tan"]
+
+
+def synthetic_titles(n: int, seed: int = 0) -> list[str]:
+    """n short product titles over the demo vocabulary, for benchmarks (large corpora, long candidate lists)."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        parts = [rng.choice(BRANDS), rng.choice(ADJECTIVES), rng.choice(COLOURS), rng.choice(PRODUCTS)]
+        if rng.random() < 0.5:
+            parts.append(rng.choice(PLACES))
+        if rng.random() < 0.3:
+            parts.append(f"size {rng.choice(['xs', 's', 'm', 'l', 'xl'])}")
+        out.append(" ".join(parts))
+    return out
+
+
 def write_demo_corpus(path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
