@@ -178,6 +178,21 @@ def demo(
            output=None, no_rerank=False)
 
 
+def _load_training_lists(data: List[Path], split: str, max_candidates: Optional[int],
+                         max_lists: Optional[int], seed: int) -> list:
+    import random as _random
+
+    from rerank_pipeline.training import load_lists
+
+    out = []
+    for source in data:
+        lists = load_lists(source, split, max_candidates)
+        if max_lists and len(lists) > max_lists:
+            lists = _random.Random(seed).sample(lists, max_lists)
+        out += lists
+    return out
+
+
 class ModelKind(str, Enum):
     crossjem = "crossjem"
     pointwise = "pointwise"
@@ -197,6 +212,7 @@ def train(
     output: Path = typer.Option(..., "--output", "-o", help="Model directory to write (best dev epoch)."),
     split: str = typer.Option("train", "--split", help="Training split."),
     dev_split: Optional[str] = typer.Option("dev", "--dev-split", help="Dev split evaluated each epoch ('' for none)."),
+    dev_data: List[Path] = typer.Option([], "--dev-data", help="Dataset dirs for the dev split (default: the --data dirs)."),
     loss: LossName = typer.Option(LossName.rpl, "--loss", help="rpl (CROSS-JEM Eq. 2), listnet, ce (softmax CE), bce."),
     teacher: Optional[Path] = typer.Option(None, "--teacher", help="Model dir whose scores become the targets (distillation)."),
     init: Optional[str] = typer.Option(None, "--encoder", help="Local encoder dir to start from (default all-MiniLM-L6-v2)."),
@@ -214,21 +230,15 @@ def train(
     resume: bool = typer.Option(False, "--resume", help="Continue from OUTPUT/checkpoint."),
 ) -> None:
     """Train a CROSS-JEM or pointwise reranker; the best dev epoch is saved to OUTPUT as safetensors."""
-    import random as _random
-
     from rerank_pipeline.rerankers import CrossJEM, PointwiseCrossEncoder, Reranker
     from rerank_pipeline.training import TrainConfig, load_lists, teacher_scores
     from rerank_pipeline.training import train as run_training
 
     try:
-        train_lists, dev_lists = [], []
-        for source in data:
-            lists = load_lists(source, split, max_candidates)
-            if max_train_lists and len(lists) > max_train_lists:
-                lists = _random.Random(seed).sample(lists, max_train_lists)
-            train_lists += lists
-            if dev_split and source.is_dir():
-                dev_lists += load_lists(source, dev_split, max_candidates)
+        train_lists = _load_training_lists(data, split, max_candidates, max_train_lists, seed)
+        dev_lists = []
+        for source in (dev_data or [d for d in data if d.is_dir()]) if dev_split else []:
+            dev_lists += load_lists(source, dev_split, max_candidates)
         console.print(f"{len(train_lists)} training lists, {len(dev_lists)} dev lists")
         if teacher is not None:
             teacher_scores(Reranker.load(teacher), train_lists)
@@ -333,6 +343,29 @@ def evaluate(
     if output_dir is not None:
         files = result.write(output_dir)
         console.print(f"wrote {len(files)} files to {output_dir}")
+
+
+@app.command()
+def distill(
+    teacher: Path = typer.Option(..., "--teacher", help="Teacher model dir (e.g. a trained pointwise model)."),
+    data: List[Path] = typer.Option(..., "--data", help="BEIR-layout dataset dir or lists jsonl; repeatable."),
+    output: Path = typer.Option(..., "--output", "-o", help="Lists jsonl to write, teacher scores included."),
+    split: str = typer.Option("train", "--split"),
+    max_candidates: Optional[int] = typer.Option(None, "--max-candidates", min=1),
+    max_train_lists: Optional[int] = typer.Option(None, "--max-train-lists", min=1),
+    seed: int = typer.Option(13, "--seed"),
+) -> None:
+    """Score training lists with a teacher once and save them, so students train on the scores many times."""
+    from rerank_pipeline.rerankers import Reranker
+    from rerank_pipeline.training import teacher_scores, write_lists_jsonl
+
+    try:
+        lists = _load_training_lists(data, split, max_candidates, max_train_lists, seed)
+        teacher_scores(Reranker.load(teacher), lists)
+        write_lists_jsonl(lists, output)
+    except _known_errors() as e:
+        _fail(str(e))
+    console.print(f"wrote {len(lists)} lists with teacher scores to {output}")
 
 
 @app.command()

@@ -88,3 +88,17 @@ def load_lists(source: str | Path, split: str, max_candidates: int | None = None
 
 def qrels_of(lists: list[RankingList]) -> dict[str, dict[str, int]]:
     return {l.qid: {d: int(y) for d, y in zip(l.docids, l.labels)} for l in lists}
+
+
+def write_lists_jsonl(lists: list[RankingList], path: str | Path) -> None:
+    """The jsonl training format, teacher scores included: distil once, train many times."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for l in lists:
+            cands = [{"id": d, "text": t, "label": float(y)} | ({"teacher_score": float(l.teacher[i])}
+                                                                 if l.teacher is not None else {})
+                     for i, (d, t, y) in enumerate(zip(l.docids, l.texts, l.labels))]
+            f.write(json.dumps({"qid": l.qid, "query": l.query, "candidates": cands}) + "\n")
+    tmp.replace(path)

@@ -1,0 +1,99 @@
+import json
+
+import numpy as np
+import pytest
+import pytrec_eval
+from typer.testing import CliRunner
+
+from rerank_pipeline.evaluation import EvaluationError, compare, experiment, holm, randomization_test
+from rerank_pipeline.io import read_qrels, read_run
+from rerank_pipeline.types import Hit, Run
+from rerank_cli.main import app
+from conftest import shared_dataset
+
+
+def test_dl19_runs_match_anserini_and_trec_eval():
+    data = shared_dataset("trec-dl19")
+    qrels = read_qrels(data / "qrels" / "test.tsv")
+    runs = {name: read_run(data / "runs" / f"{name}.test.trec") for name in ("bm25", "splade-pp")}
+    result = compare(runs, qrels, ["nDCG@10", "AP", "RR@10"])
+    assert result.table.loc["bm25", "nDCG@10"] == pytest.approx(0.5058, abs=5e-5)
+    assert result.table.loc["splade-pp", "nDCG@10"] == pytest.approx(0.7308, abs=5e-5)
+    # Independent check: trec_eval's own code through pytrec_eval, per query and averaged.
+    evaluator = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut.10", "map"})
+    direct = evaluator.evaluate(runs["splade-pp"].to_dict())
+    ours = result.per_query["splade-pp"]
+    for qid, values in direct.items():
+        assert ours.loc[qid, "nDCG@10"] == pytest.approx(values["ndcg_cut_10"], abs=1e-9)
+        assert ours.loc[qid, "AP"] == pytest.approx(values["map"], abs=1e-9)
+    assert result.table.loc["splade-pp", "nDCG@10 p(rand)"] < 0.01
+
+
+def test_ties_follow_trec_eval(tmp_path):
+    # Equal scores: trec_eval ranks the larger doc id first, so the relevant 'a' is second.
+    run = Run({"q": [Hit("a", 1.0), Hit("b", 1.0)]})
+    assert [h.docid for h in run["q"]] == ["b", "a"]
+    qrels = {"q": {"a": 1}}
+    ours = compare({"r": run}, qrels, ["P@1", "RR"]).table.loc["r"]
+    direct = pytrec_eval.RelevanceEvaluator(qrels, {"P_1", "recip_rank"}).evaluate(run.to_dict())["q"]
+    assert ours["P@1"] == direct["P_1"] == 0.0 and ours["RR"] == direct["recip_rank"] == 0.5
+    run.write_trec(tmp_path / "r.trec")
+    assert [line.split()[2] for line in (tmp_path / "r.trec").read_text().splitlines()] == ["b", "a"]
+
+
+def test_judged_only_is_explicit():
+    qrels = {"q1": {"a": 1}, "q2": {"b": 0}}
+    run = Run({"q1": [Hit("a", 2.0)], "q2": [Hit("b", 1.0)]})
+    assert compare({"r": run}, qrels, ["AP"]).table.loc["r", "AP"] == pytest.approx(0.5)
+    judged = compare({"r": run}, qrels, ["AP"], judged_only=True)
+    assert judged.table.loc["r", "AP"] == 1.0 and "1 of 2 queries" in judged.notes[0]
+
+
+def test_errors():
+    qrels = {"q1": {"a": 1}}
+    with pytest.raises(EvaluationError, match="no query id of the run is in the qrels"):
+        compare({"r": Run({"zz": [Hit("a", 1.0)]})}, qrels, ["AP"])
+    with pytest.raises(EvaluationError, match="empty"):
+        compare({"r": Run({"q1": []})}, qrels, ["AP"])
+    with pytest.raises(EvaluationError, match="unknown metric 'nDCG@ten'"):
+        compare({"r": Run({"q1": [Hit("a", 1.0)]})}, qrels, ["nDCG@ten"])
+
+
+def test_holm_and_randomization():
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    rng = np.random.default_rng(0)
+    a = rng.random(50)
+    assert randomization_test(a, a) == 1.0
+    assert randomization_test(a + 0.2, a, trials=2000) < 0.001
+    from scipy.stats import ttest_rel
+
+    for shift in (0.0, 0.05, 0.1):  # the randomization test agrees with the paired t-test on well-behaved data
+        b = a + shift + rng.normal(0, 0.3, 50)
+        assert randomization_test(a, b, trials=5000) == pytest.approx(ttest_rel(a, b).pvalue, abs=0.05)
+
+
+def test_experiment_has_a_row_per_stage(demo_index):
+    from rerank_pipeline import BM25, Dense
+
+    qrels = {"1": {"demo-0004": 1, "demo-0006": 1}, "2": {"demo-0013": 2}}
+    queries = {"1": "patagonia japan", "2": "oaxaca food"}
+    pipe = (BM25(demo_index, 50) | Dense(demo_index, 50)) % 20
+    result = experiment([pipe], queries, qrels, ["nDCG@10", "R@20"])
+    assert list(result.table.index) == ["bm25", "dense", pipe.name]
+    assert (result.table["nDCG@10"] > 0.5).all()
+
+
+def test_cli_eval_writes_reports(tmp_path):
+    data = shared_dataset("trec-dl19")
+    out = tmp_path / "report"
+    result = CliRunner().invoke(app, ["eval", str(data), "--split", "test", "--run", str(data / "runs" / "bm25.test.trec"),
+                                      "--run", str(data / "runs" / "tasb.test.trec"), "-m", "nDCG@10", "-m", "AP",
+                                      "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "0.5058" in result.output
+    report = json.loads((out / "report.json").read_text())
+    assert report["systems"]["bm25.test"]["nDCG@10"] == pytest.approx(0.5058, abs=5e-5)
+    assert (out / "metric_per_system.png").stat().st_size > 1000
+    assert len(list((out / "runs").glob("*.trec"))) == 2 and (out / "per_query.csv").is_file()
+    bad = CliRunner().invoke(app, ["eval", str(data), "--split", "dev", "--run", str(data / "runs" / "bm25.test.trec")])
+    assert bad.exit_code == 1 and "no split 'dev' (have: test)" in bad.output

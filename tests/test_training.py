@@ -1,0 +1,57 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from rerank_pipeline.rerankers import CrossJEM, PointwiseCrossEncoder
+from rerank_pipeline.training import TrainConfig, load_jsonl_lists, train, write_lists_jsonl
+from rerank_pipeline.training.data import RankingList
+from rerank_pipeline.io import InvalidInputError
+
+COLOURS = ["red", "blue", "green", "black", "white", "yellow"]
+THINGS = ["shoes", "hat", "scarf", "jacket", "socks", "gloves"]
+
+
+def toy_lists(n: int, seed: int) -> list[RankingList]:
+    """The relevant item is the one naming both query words; grades fall with overlap."""
+    rng = np.random.default_rng(seed)
+    lists = []
+    for i in range(n):
+        c, t = rng.choice(COLOURS), rng.choice(THINGS)
+        items = [f"{c} {t}", f"{c} {rng.choice([x for x in THINGS if x != t])}",
+                 f"{rng.choice([x for x in COLOURS if x != c])} {t}",
+                 f"{rng.choice([x for x in COLOURS if x != c])} {rng.choice([x for x in THINGS if x != t])}"]
+        order = rng.permutation(4)
+        labels = np.array([2.0, 1.0, 1.0, 0.0], dtype=np.float32)[order]
+        lists.append(RankingList(f"q{seed}-{i}", f"{c} {t}", [f"d{j}" for j in range(4)], [items[j] for j in order],
+                                 labels, teacher=(labels / 2 * 0.8 + 0.1)))
+    return lists
+
+
+@pytest.mark.parametrize("family,loss", [(CrossJEM, "rpl"), (CrossJEM, "listnet"), (PointwiseCrossEncoder, "bce")])
+def test_training_improves_dev_and_checkpoints(family, loss, tiny_encoder, tmp_path):
+    torch.manual_seed(0)
+    model = family.from_encoder(tiny_encoder, device="cpu")
+    cfg = TrainConfig(loss=loss, epochs=3, lr=2e-3, lists_per_step=8, list_size=4, patience=3)
+    state = train(model, toy_lists(64, 1), toy_lists(24, 2), cfg, tmp_path / "m", show_progress=False,
+                  log=lambda m: None)
+    first, best = state["history"][0]["nDCG@10"], state["best"]
+    assert best >= first and len(state["history"]) == 3
+    assert (tmp_path / "m" / "model.safetensors").is_file() and (tmp_path / "m" / "checkpoint" / "optimizer.pt").is_file()
+    # Resume with more epochs continues after the last one instead of starting over.
+    cfg.epochs = 4
+    resumed = train(family.from_encoder(tiny_encoder, device="cpu"), toy_lists(64, 1), toy_lists(24, 2), cfg,
+                    tmp_path / "m", resume=True, show_progress=False, log=lambda m: None)
+    assert [h["epoch"] for h in resumed["history"]] == [1, 2, 3, 4]
+
+
+def test_lists_jsonl_roundtrip_and_errors(tmp_path):
+    lists = toy_lists(3, 0)
+    write_lists_jsonl(lists, tmp_path / "l.jsonl")
+    back = load_jsonl_lists(tmp_path / "l.jsonl")
+    assert [l.query for l in back] == [l.query for l in lists]
+    np.testing.assert_allclose(back[1].teacher, lists[1].teacher)
+    (tmp_path / "bad.jsonl").write_text(json.dumps({"query": "x", "candidates": [{"label": 1}]}) + "\n")
+    with pytest.raises(InvalidInputError, match="bad.jsonl:1"):
+        load_jsonl_lists(tmp_path / "bad.jsonl")
