@@ -151,15 +151,21 @@ def info(index_dir: Path = IndexDirOpt) -> None:
         console.print(f"No indexes under {index_dir}.")
         return
     table = Table(title=f"Indexes in {index_dir}", title_justify="left")
-    for col in ("name", "docs", "stages", "encoder", "faiss", "created", "corpus"):
-        table.add_column(col)
+    from rich.markup import escape
+
+    from rerank_pipeline.index import Index
+
+    for col in ("name", "docs", "stages", "encoder", "faiss", "created", "corpus", "status"):
+        table.add_column(col, overflow="fold")
     for path, manifest in found:
         if isinstance(manifest, str):
-            table.add_row(path.name, "-", f"[red]{manifest}[/]", "", "", "", "")
+            table.add_row(path.name, "-", "", "", "", "", "", f"[red]{escape(manifest)}[/]")
             continue
+        stale = Index(path, manifest).staleness()
         table.add_row(manifest["name"], str(manifest["corpus"]["documents"]), ", ".join(manifest["stages"]),
                       manifest["tokenizer"]["encoder"], manifest.get("dense", {}).get("faiss", "-"),
-                      manifest["created"], manifest["corpus"]["path"])
+                      manifest["created"], manifest["corpus"]["path"],
+                      f"[yellow]{escape(stale)}[/]" if stale else "ok")
     console.print(table)
 
 

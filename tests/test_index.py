@@ -113,3 +113,13 @@ def test_cli_search_table_json_batch_and_info(tmp_path, demo_index):
     assert result.exit_code == 0 and "demo" in result.output and "bm25, dense" in result.output
     result = runner.invoke(app, ["search", "x", "--index", "nope", "--index-dir", ix])
     assert result.exit_code == 1 and "no index at" in result.output
+
+
+def test_stale_index_is_reported(tmp_path):
+    corpus = write_jsonl(tmp_path / "c.jsonl", OLD)
+    idx, _ = build_index(corpus, "t", tmp_path / "ix", dense=False, show_progress=False)
+    assert idx.staleness() is None
+    write_jsonl(corpus, OLD + NEW)
+    assert "changed since the build" in idx.staleness()
+    result = runner.invoke(app, ["info", "--index-dir", str(tmp_path / "ix")], env={"COLUMNS": "300"})
+    assert result.exit_code == 0 and "changed since" in result.output

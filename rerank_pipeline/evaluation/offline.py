@@ -208,21 +208,26 @@ def compare(runs: Mapping[str, Run], qrels: Qrels, metrics: Sequence[str] = DEFA
 
 def experiment(pipelines: Sequence[Stage] | Mapping[str, Stage], queries: Queries, qrels: Qrels,
                metrics: Sequence[str] = DEFAULT_METRICS, baseline: int | str = 0, per_stage: bool = True,
-               judged_only: bool = False, show_progress: bool = False) -> EvalResult:
+               judged_only: bool = False, batch_size: int = 64, show_progress: bool = False) -> EvalResult:
     """PyTerrier-Experiment-like: run pipelines on the judged queries and compare them (and, with `per_stage`,
-    every intermediate stage: each first stage alone, the fusion, the reranked output)."""
-    if isinstance(pipelines, Mapping):
-        named = dict(pipelines)
-    else:
-        named = {p.name: p for p in pipelines}
-    missing = set(qrels) - set(queries)
-    if missing == set(qrels):
-        raise EvaluationError("no qrels query id has a query text")
+    every intermediate stage: each first stage alone, the fusion, the reranked output). Queries go through in
+    batches of `batch_size`, with a progress bar over queries."""
+    from tqdm.auto import tqdm
+
+    named = dict(pipelines) if isinstance(pipelines, Mapping) else {p.name: p for p in pipelines}
     topics = {q: queries[q] for q in qrels if q in queries}
-    runs: dict[str, Run] = {}
-    for label, pipe in named.items():
-        steps = pipe.trace(topics) if per_stage else [(label, pipe.transform(topics))]
-        for name, run in steps[:-1]:
-            runs.setdefault(name, run)
-        runs[label] = steps[-1][1]
+    if not topics:
+        raise EvaluationError("no qrels query id has a query text")
+    qids = list(topics)
+    merged: dict[str, dict] = {}
+    with tqdm(total=len(qids) * len(named), desc="queries", unit="q", disable=not show_progress) as bar:
+        for label, pipe in named.items():
+            for start in range(0, len(qids), batch_size):
+                chunk = {q: topics[q] for q in qids[start:start + batch_size]}
+                steps = pipe.trace(chunk) if per_stage else [(label, pipe.transform(chunk))]
+                steps[-1] = (label, steps[-1][1])
+                for name, run in steps:
+                    merged.setdefault(name, {}).update(run.rankings)
+                bar.update(len(chunk))
+    runs = {name: Run.from_sorted(rankings) for name, rankings in merged.items()}
     return compare(runs, qrels, metrics, baseline, judged_only, show_progress=show_progress)

@@ -101,6 +101,17 @@ class Index:
 
         return Dense(self, k)
 
+    def staleness(self) -> str | None:
+        """Why the index no longer matches its corpus file (changed or gone), or None if it still does."""
+        from ..io.records import file_sha256
+
+        corpus = Path(self.manifest["corpus"]["path"])
+        if not corpus.is_file():
+            return f"corpus {corpus} is gone"
+        if file_sha256(corpus) != self.manifest["corpus"]["sha256"]:
+            return f"corpus {corpus} changed since the build: re-run `rerank index`"
+        return None
+
     def __repr__(self) -> str:
         return f"Index({self.path}, {self.manifest['corpus']['documents']} docs, stages={self.stages})"
 
