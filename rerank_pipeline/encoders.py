@@ -45,8 +45,15 @@ def quiet_transformers() -> None:
 
 
 def tokenizer_fingerprint(tokenizer) -> str:
-    """Identifies a tokenizer's behaviour (vocab + normalisation), so stored token ids are only reused when valid."""
-    return hashlib.sha256(tokenizer.backend_tokenizer.to_str().encode()).hexdigest()[:16]
+    """Identifies what ids a tokenizer produces (vocab, normalisation, pre-tokenisation), so stored token ids are
+    reused only when valid. Truncation and padding are call-time state (the fast tokenizer keeps the last call's
+    settings), so they are left out."""
+    import json
+
+    spec = json.loads(tokenizer.backend_tokenizer.to_str())
+    spec.pop("truncation", None)
+    spec.pop("padding", None)
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def torch_device() -> str:

@@ -123,3 +123,14 @@ def test_pointwise_scores_pairs_independently(tiny_encoder):
     together = pw.score_ids(q, [items])[0]
     alone = [pw.score_ids(q, [[it]])[0][0] for it in items]
     np.testing.assert_allclose(together, alone, atol=1e-5)
+
+
+def test_reranker_reuses_index_token_ids(demo_index, crossjem, monkeypatch):
+    """The docstore's ids (tokenized at index time) are used as they are: no tokenization per search."""
+    from rerank_pipeline import BM25
+
+    run = BM25(demo_index, 20).search(["patagonia japan"])
+    expected = crossjem.transform({"1": "patagonia japan"}, run)
+    monkeypatch.setattr(type(demo_index.docstore), "texts", lambda *a: pytest.fail("re-tokenized stored docs"))
+    again = crossjem.transform({"1": "patagonia japan"}, run)
+    assert [h.docid for h in again["1"]] == [h.docid for h in expected["1"]]
