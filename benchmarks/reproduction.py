@@ -37,6 +37,7 @@ def main() -> None:
     ap.add_argument("--root", type=Path, default=Path("../shared/datasets"))
     ap.add_argument("--index-dir", type=Path, default=Path("indexes/bench"))
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/reproduction.md"))
+    ap.add_argument("--model", default=None, help="CROSS-JEM model dir for the DL19 row (default: the shipped one)")
     args = ap.parse_args()
     lines = ["| collection (split, queries) | system | nDCG@10 | AP | R@100 | published nDCG@10 |", "|---|---|---|---|---|---|"]
     for name, split in SETS:
@@ -51,7 +52,10 @@ def main() -> None:
             lines.append(f"| {name} ({split}, {int(row['queries'])}) | {short} | {row['nDCG@10']:.4f} | {row['AP']:.4f} | "
                          f"{row['R@100']:.4f} | {ANCHORS.get((name, system), '')} |")
         print("\n".join(lines[-3:]), f"({time.time() - t:.0f} s)", flush=True)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text("\n".join(lines) + "\n")  # written as it goes: a long run keeps what it measured
 
+    model = CrossJEM.load(args.model) if args.model else CrossJEM.default()
     data = args.root / "trec-dl19"
     qrels = read_qrels(data / "qrels" / "test.tsv")
     queries = read_queries(data / "queries.jsonl")
@@ -59,7 +63,7 @@ def main() -> None:
     top100 = Run.from_sorted({q: h[:100] for q, h in bm25.items() if q in qrels})
     needed = {h.docid for _, hits in top100.items() for h in hits}
     docs = TextDocs({r.id: r.text for r in read_records(data / "corpus.jsonl").records if r.id in needed})
-    systems = {"bm25.test": bm25, "bm25.test top-100 >> crossjem (shipped)": CrossJEM.default().rerank(queries, top100, docs)}
+    systems = {"bm25.test": bm25, "bm25.test top-100 >> crossjem": model.rerank(queries, top100, docs)}
     result = compare(systems, qrels, METRICS)
     for system, row in result.table.iterrows():
         lines.append(f"| trec-dl19 (test, {int(row['queries'])}) | {system} | {row['nDCG@10']:.4f} | {row['AP']:.4f} | "

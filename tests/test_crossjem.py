@@ -134,3 +134,34 @@ def test_reranker_reuses_index_token_ids(demo_index, crossjem, monkeypatch):
     monkeypatch.setattr(type(demo_index.docstore), "texts", lambda *a: pytest.fail("re-tokenized stored docs"))
     again = crossjem.transform({"1": "patagonia japan"}, run)
     assert [h.docid for h in again["1"]] == [h.docid for h in expected["1"]]
+
+
+def test_bench_command_reports_both_models(tmp_path):
+    from typer.testing import CliRunner
+
+    from rerank_cli.main import app
+
+    out = tmp_path / "bench.md"
+    result = CliRunner().invoke(app, ["bench", "-n", "30", "--queries", "1", "--repeats", "1", "--device", "cpu",
+                                      "-o", str(out)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    row = out.read_text().splitlines()[2].split("|")
+    assert row[1].strip() == "30" and float(row[4]) > 0 and float(row[5]) > 0 and row[6].strip().endswith("x")
+
+
+def test_shipped_model_reranks_the_default_pipeline(demo_index):
+    """`rerank search "patagonia japan"` on the demo index goes through the shipped CROSS-JEM model."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from rerank_cli.main import app
+    from rerank_pipeline.rerankers import DEFAULT_MODEL_DIR
+
+    assert (DEFAULT_MODEL_DIR / "model.safetensors").stat().st_size < 50 * 2**20
+    result = CliRunner().invoke(app, ["search", "patagonia japan", "--index-dir", str(demo_index.path.parent),
+                                      "--json", "-k", "5"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["pipeline"].endswith(">> crossjem")
+    assert all("patagonia" in r["text"].lower() for r in payload["results"][:3])
