@@ -1,7 +1,7 @@
 """Reranker speed: CROSS-JEM against the pointwise cross-encoder on the same encoder and candidate lists.
 
-Candidate lists are real retrieval output: BM25 (bm25s) top-N over a synthetic short-title corpus, so candidates
-share vocabulary the way first-stage results do. Each query is scored alone (per-query latency, as in serving),
+Candidate lists are real retrieval output: BM25 (bm25s) top-N over a short-text corpus (a real one with `corpus`,
+else synthetic titles), so candidates share vocabulary the way first-stage results do. Each query is scored alone (per-query latency, as in serving),
 the two models interleaved, and the median of the repeats is reported with the ratio from the same run.
 """
 from __future__ import annotations
@@ -35,13 +35,18 @@ class BenchRow:
         return self.pointwise_ms / self.crossjem_ms
 
 
-def candidate_lists(n_items: int, n_queries: int, corpus_size: int = 20000, seed: int = 0) -> tuple[list[str], list[list[str]]]:
+def candidate_lists(n_items: int, n_queries: int, corpus: Sequence[str] | None = None,
+                    seed: int = 0) -> tuple[list[str], list[list[str]]]:
+    """BM25 top-n lists for n_queries queries (the first words of random corpus items) over `corpus`
+    (default: 20k synthetic titles, whose small vocabulary makes unions unrealistically small)."""
+    import random
+
     import bm25s
 
-    corpus = synthetic_titles(corpus_size, seed)
+    corpus = list(corpus) if corpus is not None else synthetic_titles(20000, seed)
     retriever = bm25s.BM25()
     retriever.index(bm25s.tokenize(corpus, show_progress=False), show_progress=False)
-    queries = [" ".join(t.split()[:3]) for t in synthetic_titles(n_queries, seed + 1)]
+    queries = [" ".join(t.split()[:3]) for t in random.Random(seed + 1).sample(corpus, n_queries)]
     ids, _ = retriever.retrieve(bm25s.tokenize(queries, show_progress=False), k=n_items, show_progress=False)
     return queries, [[corpus[i] for i in row] for row in ids]
 
@@ -60,13 +65,13 @@ def _time(fn, repeats: int) -> float:
 
 
 def run_bench(sizes: Sequence[int] = (100, 700), queries: int = 5, repeats: int = 3, device: str | None = None,
-              model_dir: str | None = None) -> list[BenchRow]:
+              model_dir: str | None = None, corpus: Sequence[str] | None = None) -> list[BenchRow]:
     crossjem = CrossJEM.load(model_dir, device) if model_dir else CrossJEM.from_encoder(device=device)
     pointwise = PointwiseCrossEncoder.from_encoder(device=crossjem.device)
     pointwise.network.encoder.load_state_dict(crossjem.network.encoder.state_dict())  # the same encoder weights
     rows = []
     for n in sizes:
-        texts, lists = candidate_lists(n, queries)
+        texts, lists = candidate_lists(n, queries, corpus)
         q_ids = crossjem.tokenize_queries(texts)
         items = [[np.asarray(t) for t in crossjem.tokenizer(l, add_special_tokens=False)["input_ids"]] for l in lists]
         # Tokenization happens at index time in the pipeline: time the models on token ids only.

@@ -145,7 +145,7 @@ def test_bench_command_reports_both_models(tmp_path):
     result = CliRunner().invoke(app, ["bench", "-n", "30", "--queries", "1", "--repeats", "1", "--device", "cpu",
                                       "-o", str(out)], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
-    row = out.read_text().splitlines()[2].split("|")
+    row = out.read_text().splitlines()[4].split("|")
     assert row[1].strip() == "30" and float(row[4]) > 0 and float(row[5]) > 0 and row[6].strip().endswith("x")
 
 
