@@ -1,0 +1,191 @@
+"""The search server: JSON API, Prometheus metrics, and a search page that logs impressions and clicks.
+
+Limits are enforced on every parameter (query length, k, batch size, request body size); an overloaded server
+answers 429. With two pipelines it runs an online experiment: A/B by session hash, or team-draft interleaving.
+"""
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Sequence
+
+from ..evaluation.interleaving import ab_bucket, team_draft
+from ..pipeline import Chain, Cutoff, Stage
+from ..types import Queries, Run
+from .batcher import MicroBatcher, Overloaded
+from .page import SEARCH_PAGE
+
+
+@dataclass
+class Limits:
+    max_query_chars: int = 512
+    max_k: int = 100
+    max_batch_queries: int = 64
+    max_body_bytes: int = 65536
+    max_batch: int = 16          # requests per micro-batch
+    max_wait_ms: float = 5.0
+    max_queue: int = 256
+
+
+def run_timed(stage: Stage, queries: Queries) -> tuple[Run, dict[str, float]]:
+    """Run a pipeline, timing each top-level stage (first stage, reranker) in milliseconds."""
+    if isinstance(stage, Cutoff):
+        run, timings = run_timed(stage.inner, queries)
+        return run.cut(stage.k), timings
+    if isinstance(stage, Chain):
+        run, timings = run_timed(stage.first, queries)
+        start = time.perf_counter()
+        run = stage.then.transform(queries, run)
+        timings[stage.then.name] = (time.perf_counter() - start) * 1000
+        return run, timings
+    start = time.perf_counter()
+    run = stage.transform(queries)
+    return run, {stage.name: (time.perf_counter() - start) * 1000}
+
+
+def create_app(index, systems: dict[str, Stage], mode: str = "single", limits: Limits | None = None,
+               click_log=None, seed: int = 0):
+    """`systems` maps 'A' (and 'B' for experiments) to pipelines; `mode` is single, ab or interleave."""
+    from fastapi import Body, FastAPI, HTTPException, Query, Request
+    from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+
+    limits = limits or Limits()
+    if mode not in ("single", "ab", "interleave") or (mode != "single" and set(systems) != {"A", "B"}):
+        raise ValueError("mode single needs system A; ab and interleave need systems A and B")
+    rng = random.Random(seed)
+    registry = CollectorRegistry()
+    requests = Counter("rerank_requests", "Requests by endpoint and status", ["endpoint", "status"], registry=registry)
+    stage_latency = Histogram("rerank_stage_seconds", "Latency per pipeline stage", ["system", "stage"],
+                              registry=registry, buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5))
+
+    def search_batch(items: Sequence[tuple[str, str, int]]) -> list[tuple[list, dict]]:
+        """items: (system, query, k). One pipeline call per system for the whole micro-batch."""
+        out: list = [None] * len(items)
+        for system in {s for s, _, _ in items}:
+            idx = [i for i, (s, _, _) in enumerate(items) if s == system]
+            queries = {str(i): items[i][1] for i in idx}
+            run, timings = run_timed(systems[system], queries)
+            for stage, ms in timings.items():
+                stage_latency.labels(system, stage).observe(ms / 1000)
+            for i in idx:
+                out[i] = (run.rankings.get(str(i), [])[: items[i][2]], timings)
+        return out
+
+    batcher = MicroBatcher(search_batch, limits.max_batch, limits.max_wait_ms, limits.max_queue)
+
+    @asynccontextmanager
+    async def lifespan(app):
+        await batcher.start()
+        yield
+        await batcher.stop()
+
+    app = FastAPI(title="rerank-pipeline", lifespan=lifespan)
+
+    @app.middleware("http")
+    async def cap_body(request: Request, call_next):
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > limits.max_body_bytes):
+            requests.labels(request.url.path, "413").inc()
+            return JSONResponse({"detail": f"request body over {limits.max_body_bytes} bytes"}, status_code=413)
+        response = await call_next(request)
+        requests.labels(request.url.path, str(response.status_code)).inc()
+        return response
+
+    def check_query(q: str) -> str:
+        q = q.strip()
+        if not q:
+            raise HTTPException(422, "empty query")
+        if len(q) > limits.max_query_chars:
+            raise HTTPException(422, f"query over {limits.max_query_chars} characters")
+        return q
+
+    async def one(q: str, k: int, session: str) -> dict:
+        if mode == "interleave":
+            (a, timings_a), (b, timings_b) = await _submit([("A", q, k), ("B", q, k)])
+            merged = team_draft([h.docid for h in a], [h.docid for h in b], k, rng)
+            scores = {h.docid: h.score for h in a} | {h.docid: h.score for h in b}
+            shown = [(d, scores[d], team) for d, team in merged]
+            timings = {f"A:{s}": v for s, v in timings_a.items()} | {f"B:{s}": v for s, v in timings_b.items()}
+            system = "interleave(A,B)"
+        else:
+            system = ab_bucket(session) if mode == "ab" else "A"
+            ((hits, timings),) = await _submit([(system, q, k)])
+            shown = [(h.docid, h.score, system) for h in hits]
+        texts = index.docstore.texts([d for d, _, _ in shown])
+        request_id = uuid.uuid4().hex
+        results = [{"rank": r, "id": d, "score": s, "team": team, "text": t}
+                   for r, ((d, s, team), t) in enumerate(zip(shown, texts), start=1)]
+        if click_log is not None:
+            click_log.impression(request_id, session, q, mode, system,
+                                 [{"rank": r["rank"], "id": r["id"], "team": r["team"]} for r in results], timings)
+        return {"request_id": request_id, "query": q, "system": system, "results": results,
+                "timings_ms": {s: round(v, 3) for s, v in timings.items()}}
+
+    async def _submit(items):
+        import asyncio
+
+        try:
+            return await asyncio.gather(*(batcher.submit(i) for i in items))
+        except Overloaded as e:
+            raise HTTPException(429, str(e), headers={"Retry-After": "1"}) from None
+
+    @app.get("/search")
+    async def search(q: str = Query(..., max_length=100_000), k: int = Query(10, ge=1),
+                     session: str = Query("anonymous", max_length=128)) -> dict:
+        if k > limits.max_k:
+            raise HTTPException(422, f"k over the cap of {limits.max_k}")
+        return await one(check_query(q), k, session)
+
+    @app.post("/search")
+    async def search_many(body: dict = Body(...)) -> dict:
+        queries, k = body.get("queries"), body.get("k", 10)
+        if not isinstance(queries, list) or not queries or not all(isinstance(x, str) for x in queries):
+            raise HTTPException(422, "'queries' must be a non-empty list of strings")
+        if len(queries) > limits.max_batch_queries:
+            raise HTTPException(422, f"at most {limits.max_batch_queries} queries per request")
+        if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= limits.max_k:
+            raise HTTPException(422, f"k must be an integer in 1..{limits.max_k}")
+        session = str(body.get("session", "anonymous"))[:128]
+        return {"responses": [await one(check_query(q), k, session) for q in queries]}
+
+    @app.post("/click")
+    async def click(body: dict = Body(...)) -> dict:
+        if click_log is None:
+            raise HTTPException(404, "click logging is off (start the server with --log)")
+        rid, docid = body.get("request_id"), body.get("id")
+        if not isinstance(rid, str) or not isinstance(docid, str):
+            raise HTTPException(422, "'request_id' and 'id' must be strings")
+        rank = click_log.click(rid, docid)
+        if rank is None:
+            raise HTTPException(404, "no such impression or result")
+        return {"rank": rank}
+
+    @app.post("/return")
+    async def returned(body: dict = Body(...)) -> dict:
+        if click_log is None:
+            raise HTTPException(404, "click logging is off (start the server with --log)")
+        rid, docid, dwell = body.get("request_id"), body.get("id"), body.get("dwell_s")
+        if not isinstance(rid, str) or not isinstance(docid, str) or not isinstance(dwell, (int, float)) or dwell < 0:
+            raise HTTPException(422, "'request_id', 'id' (strings) and 'dwell_s' (seconds >= 0) are required")
+        if not click_log.returned(rid, docid, float(dwell)):
+            raise HTTPException(404, "no such click")
+        return {"ok": True}
+
+    @app.get("/healthz")
+    async def healthz() -> dict:
+        return {"status": "ok", "index": index.name, "documents": len(index.docstore), "mode": mode,
+                "systems": {name: stage.name for name, stage in systems.items()}}
+
+    @app.get("/metrics")
+    async def metrics() -> PlainTextResponse:
+        return PlainTextResponse(generate_latest(registry).decode(), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/", response_class=HTMLResponse)
+    async def page() -> str:
+        return SEARCH_PAGE
+
+    return app
