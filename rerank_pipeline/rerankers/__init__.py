@@ -1,5 +1,4 @@
 """Rerankers: one module per model family behind `Reranker` (base.py)."""
-from pathlib import Path
 from typing import Any
 
 from .base import Reranker

@@ -56,13 +56,14 @@ def teacher_scores(teacher: Reranker, lists: list[RankingList], show_progress: b
 
 
 def _item_ids(model: Reranker, l: RankingList) -> list[np.ndarray]:
-    cache = getattr(l, "_ids", None)
-    if cache is None:
+    """The list's candidate ids for this model's tokenizer, tokenized once per list and kept on it."""
+    key = (model.tokenizer.name_or_path, model.config["max_item_tokens"])
+    cache = l.__dict__.setdefault("_token_cache", {})
+    if key not in cache:
         ids = model.tokenizer(l.texts, add_special_tokens=False, truncation=True,
                               max_length=model.config["max_item_tokens"])["input_ids"]
-        cache = [np.asarray(t, dtype=np.int64) for t in ids]
-        l._ids = cache  # tokenize once per list, not per epoch
-    return cache
+        cache[key] = [np.asarray(t, dtype=np.int64) for t in ids]
+    return cache[key]
 
 
 def _targets(l: RankingList, cfg: TrainConfig) -> np.ndarray:
