@@ -98,7 +98,7 @@ def test_cli_search_table_json_batch_and_info(tmp_path, demo_index):
     result = runner.invoke(app, ["search", "patagonia japan", "--index-dir", ix, "-k", "5"])
     assert result.exit_code == 0, result.output
     assert "patagonia" in result.output and "rank" in result.output
-    result = runner.invoke(app, ["search", "patagonia japan", "--index-dir", ix, "--json", "-k", "3"])
+    result = runner.invoke(app, ["search", "patagonia japan", "--index-dir", ix, "--json", "-k", "3", "--no-rerank"])
     payload = json.loads(result.stdout)
     assert [r["rank"] for r in payload["results"]] == [1, 2, 3]
     assert all("patagonia" in r["text"] and "japan" in r["text"] for r in payload["results"])
@@ -109,7 +109,7 @@ def test_cli_search_table_json_batch_and_info(tmp_path, demo_index):
     lines = [line.split() for line in out.read_text().splitlines()]
     assert {l[0] for l in lines} == {"q1", "q2"} and all(len(l) == 6 and l[1] == "Q0" for l in lines)
     assert max(int(l[3]) for l in lines) <= 7
-    result = runner.invoke(app, ["info", "--index-dir", ix])
+    result = runner.invoke(app, ["info", "--index-dir", ix], env={"COLUMNS": "300"})
     assert result.exit_code == 0 and "demo" in result.output and "bm25, dense" in result.output
     result = runner.invoke(app, ["search", "x", "--index", "nope", "--index-dir", ix])
     assert result.exit_code == 1 and "no index at" in result.output
