@@ -341,9 +341,7 @@ def evaluate(
         if not systems:
             raise EvaluationError("nothing to evaluate: give --index (with --config), --run or --rerank-run")
         result = compare(systems, qrels, metrics, baseline, judged_only, show_progress=True)
-    except (EvaluationError, IndexError) as e:
-        _fail(str(e))
-    except _known_errors() as e:
+    except _known_errors() as e:  # EvaluationError is a ValueError
         _fail(str(e))
     _print_eval(result, f"{dataset.name} ({split}), {len(result.per_query[result.baseline])} queries")
     if output_dir is not None:
