@@ -5,6 +5,7 @@ answers 429. With two pipelines it runs an online experiment: A/B by session has
 """
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 import uuid
@@ -126,8 +127,6 @@ def create_app(index, systems: dict[str, Stage], mode: str = "single", limits: L
                 "timings_ms": {s: round(v, 3) for s, v in timings.items()}}
 
     async def _submit(items):
-        import asyncio
-
         try:
             return await asyncio.gather(*(batcher.submit(i) for i in items))
         except Overloaded as e:
@@ -150,7 +149,9 @@ def create_app(index, systems: dict[str, Stage], mode: str = "single", limits: L
         if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= limits.max_k:
             raise HTTPException(422, f"k must be an integer in 1..{limits.max_k}")
         session = str(body.get("session", "anonymous"))[:128]
-        return {"responses": [await one(check_query(q), k, session) for q in queries]}
+        checked = [check_query(q) for q in queries]
+        # Submitted together so the micro-batcher scores them in one pipeline call.
+        return {"responses": list(await asyncio.gather(*(one(q, k, session) for q in checked)))}
 
     @app.post("/click")
     async def click(body: dict = Body(...)) -> dict:
