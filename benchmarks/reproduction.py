@@ -14,7 +14,7 @@ from pathlib import Path
 from rerank_pipeline import BM25, Dense
 from rerank_pipeline.evaluation import experiment, compare
 from rerank_pipeline.index import Index, InvalidIndexError, TextDocs, build_index
-from rerank_pipeline.io import read_qrels, read_queries, read_records, read_run
+from rerank_pipeline.io import read_qrels, read_queries, read_run
 from rerank_pipeline.rerankers import CrossJEM
 from rerank_pipeline.types import Run
 
@@ -62,7 +62,7 @@ def main() -> None:
     bm25 = read_run(data / "runs" / "bm25.test.trec")
     top100 = Run.from_sorted({q: h[:100] for q, h in bm25.items() if q in qrels})
     needed = {h.docid for _, hits in top100.items() for h in hits}
-    docs = TextDocs({r.id: r.text for r in read_records(data / "corpus.jsonl").records if r.id in needed})
+    docs = TextDocs.from_corpus(data / "corpus.jsonl", needed)
     systems = {"bm25.test": bm25, "bm25.test top-100 >> crossjem": model.rerank(queries, top100, docs)}
     result = compare(systems, qrels, METRICS)
     for system, row in result.table.iterrows():

@@ -9,10 +9,11 @@ import argparse
 from pathlib import Path
 
 from rerank_pipeline.evaluation import compare
-from rerank_pipeline.index import Index, InvalidIndexError, TextDocs, build_index
-from rerank_pipeline.io import read_qrels, read_queries, read_records, read_run
+from rerank_pipeline.index import TextDocs
+from rerank_pipeline.io import read_qrels, read_queries, read_run
 from rerank_pipeline.rerankers import Reranker
 from rerank_pipeline.types import Run
+from reproduction import open_or_build  # benchmarks/ is on sys.path when run as a script
 
 METRICS = ["AP", "RR", "nDCG@10"]
 
@@ -36,16 +37,13 @@ def main() -> None:
         candidates = read_run(data / "runs" / "candidates.dev.trec")
         candidates = Run.from_sorted({q: h for q, h in candidates.items() if q in qrels})
         needed = {h.docid for _, hits in candidates.items() for h in hits}
-        docs = TextDocs({r.id: r.text for r in read_records(data / "corpus.jsonl").records if r.id in needed})
+        docs = TextDocs.from_corpus(data / "corpus.jsonl", needed)
         systems = {}
         for model_name, model in models.items():
             systems[f"candidates >> {model_name}"] = model.rerank(queries, candidates, docs)
         systems["candidates (given order)"] = candidates
         if not args.no_first_stage:
-            try:
-                idx = Index.open(name, args.index_dir)
-            except InvalidIndexError:
-                idx, _ = build_index(data / "corpus.jsonl", name, args.index_dir)
+            idx = open_or_build(args.root, name, args.index_dir)
             topics = {q: queries[q] for q in qrels if q in queries}
             systems["BM25 (full corpus)"] = idx.bm25(100).search(topics)
             systems["dense MiniLM (full corpus)"] = idx.dense(100).search(topics)

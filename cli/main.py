@@ -309,15 +309,11 @@ def evaluate(
     from rerank_pipeline.config import build_pipeline, load_config
     from rerank_pipeline.evaluation import EvaluationError, compare, experiment
     from rerank_pipeline.index import Index, TextDocs
-    from rerank_pipeline.io import read_qrels, read_queries, read_records, read_run
+    from rerank_pipeline.io import beir_qrels_path, read_qrels, read_queries, read_run
     from rerank_pipeline.rerankers import CrossJEM, Reranker
 
     try:
-        qrels_path = dataset / "qrels" / f"{split}.tsv"
-        if not qrels_path.is_file():
-            have = sorted(p.stem for p in (dataset / "qrels").glob("*.tsv"))
-            raise EvaluationError(f"{dataset}: no split '{split}' (have: {', '.join(have) or 'none'})")
-        qrels = read_qrels(qrels_path)
+        qrels = read_qrels(beir_qrels_path(dataset, split))
         queries = read_queries(dataset / "queries.jsonl")
         systems = {}
         for path in runs:
@@ -326,7 +322,7 @@ def evaluate(
             candidates = read_run(rerank_run)
             candidates = type(candidates).from_sorted({q: h for q, h in candidates.items() if q in qrels})
             needed = {h.docid for _, hits in candidates.items() for h in hits}
-            docs = TextDocs({r.id: r.text for r in read_records(dataset / "corpus.jsonl").records if r.id in needed})
+            docs = TextDocs.from_corpus(dataset / "corpus.jsonl", needed)
             model = CrossJEM.default() if reranker == "default" else Reranker.load(reranker)
             systems[rerank_run.stem] = candidates
             systems[f"{rerank_run.stem} >> {model.name}"] = model.rerank(queries, candidates, docs)
@@ -341,7 +337,7 @@ def evaluate(
         if not systems:
             raise EvaluationError("nothing to evaluate: give --index (with --config), --run or --rerank-run")
         result = compare(systems, qrels, metrics, baseline, judged_only, show_progress=True)
-    except _known_errors() as e:  # EvaluationError is a ValueError
+    except _known_errors() as e:  # EvaluationError is a ValueError, a missing split a FileNotFoundError
         _fail(str(e))
     _print_eval(result, f"{dataset.name} ({split}), {len(result.per_query[result.baseline])} queries")
     if output_dir is not None:

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from .demo import synthetic_titles
+from .encoders import tokenize_ids
 from .rerankers import CrossJEM, PointwiseCrossEncoder
 from .rerankers.crossjem.packing import pack
 
@@ -73,7 +74,7 @@ def run_bench(sizes: Sequence[int] = (100, 700), queries: int = 5, repeats: int 
     for n in sizes:
         texts, lists = candidate_lists(n, queries, corpus)
         q_ids = crossjem.tokenize_queries(texts)
-        items = [[np.asarray(t) for t in crossjem.tokenizer(l, add_special_tokens=False)["input_ids"]] for l in lists]
+        items = [tokenize_ids(crossjem.tokenizer, l) for l in lists]
         # Tokenization happens at index time in the pipeline: time the models on token ids only.
         for q, c in zip(q_ids[:1], items[:1]):  # warm-up
             crossjem.score_ids([q], [c]), pointwise.score_ids([q], [c])

@@ -17,7 +17,11 @@ from .interleaving import credit
 def online_report(log_path: str | Path, quick_back_s: float = 10.0, ks: tuple[int, ...] = (1, 5, 10)) -> dict:
     from scipy.stats import binomtest
 
-    imps, clicks = ClickLog(log_path).rows()
+    log = ClickLog(log_path)
+    try:
+        imps, clicks = log.rows()
+    finally:
+        log.close()
     by_request = defaultdict(list)
     for request_id, docid, rank, ts, dwell in clicks:
         by_request[request_id].append((rank, dwell))

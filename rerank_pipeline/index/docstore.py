@@ -8,7 +8,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..encoders import MAX_DOC_TOKENS, tokenizer_fingerprint
+from ..encoders import tokenize_ids, tokenizer_fingerprint
 
 SCHEMA = """
 CREATE TABLE docs (idx INTEGER PRIMARY KEY, docid TEXT NOT NULL UNIQUE, text TEXT NOT NULL, tokens BLOB);
@@ -26,11 +26,10 @@ def write_docstore(path: Path, docids: Sequence[str], texts: Sequence[str], toke
         con.execute("INSERT INTO meta VALUES ('tokenizer', ?)", (tokenizer_fingerprint(tokenizer),))
         for start in range(0, len(docids), batch_size):
             chunk = list(texts[start:start + batch_size])
-            ids = tokenizer(chunk, add_special_tokens=False, truncation=True, max_length=MAX_DOC_TOKENS)["input_ids"]
+            ids = tokenize_ids(tokenizer, chunk)
             con.executemany(
                 "INSERT INTO docs VALUES (?, ?, ?, ?)",
-                ((start + i, docids[start + i], chunk[i], np.asarray(t, dtype=np.int32).tobytes())
-                 for i, t in enumerate(ids)),
+                ((start + i, docids[start + i], chunk[i], t.astype(np.int32).tobytes()) for i, t in enumerate(ids)),
             )
             if progress:
                 progress(len(chunk))
@@ -81,8 +80,7 @@ class DocStore:
         """Stored ids when `tokenizer` is the one the index was built with; otherwise tokenize the stored text."""
         if tokenizer_fingerprint(tokenizer) == self.tokenizer_fingerprint:
             return [np.frombuffer(b, dtype=np.int32) for b in self._fetch("tokens", docids)]
-        ids = tokenizer(self.texts(docids), add_special_tokens=False, truncation=True, max_length=MAX_DOC_TOKENS)
-        return [np.asarray(t, dtype=np.int32) for t in ids["input_ids"]]
+        return tokenize_ids(tokenizer, self.texts(docids))
 
 
 class TextDocs:
@@ -91,6 +89,13 @@ class TextDocs:
     def __init__(self, texts: dict[str, str]):
         self._texts = texts
 
+    @classmethod
+    def from_corpus(cls, path, only: set[str] | None = None) -> "TextDocs":
+        """The documents of a corpus file (validated like an index build), optionally just the ids in `only`."""
+        from ..io import read_records
+
+        return cls({r.id: r.text for r in read_records(path).records if only is None or r.id in only})
+
     def __contains__(self, docid: object) -> bool:
         return docid in self._texts
 
@@ -98,5 +103,4 @@ class TextDocs:
         return [self._texts[d] for d in docids]
 
     def token_ids(self, docids: Sequence[str], tokenizer) -> list[np.ndarray]:
-        ids = tokenizer(self.texts(docids), add_special_tokens=False, truncation=True, max_length=MAX_DOC_TOKENS)
-        return [np.asarray(t, dtype=np.int32) for t in ids["input_ids"]]
+        return tokenize_ids(tokenizer, self.texts(docids))

@@ -1,6 +1,6 @@
 """Readers and writers: corpora and queries (validated), TREC/BEIR runs and qrels."""
 from .records import InvalidInputError, Problem, Record, RecordSet, read_records
-from .trec import read_qrels, read_run, write_run
+from .trec import beir_qrels_path, read_qrels, read_run, write_run
 
 
 def read_queries(path, *, id_field: str | None = None, text_field: str | None = None) -> dict[str, str]:
@@ -9,5 +9,5 @@ def read_queries(path, *, id_field: str | None = None, text_field: str | None = 
     return {r.id: r.text for r in rs.records}
 
 
-__all__ = ["InvalidInputError", "Problem", "Record", "RecordSet", "read_records", "read_queries", "read_qrels",
+__all__ = ["InvalidInputError", "Problem", "Record", "RecordSet", "read_records", "read_queries", "beir_qrels_path", "read_qrels",
            "read_run", "write_run"]

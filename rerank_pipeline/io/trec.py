@@ -76,3 +76,12 @@ def read_qrels(path: str | Path) -> Qrels:
     if not qrels:
         raise InvalidInputError([Problem(str(path), 0, "", "no judgments")], "qrels")
     return dict(qrels)
+
+
+def beir_qrels_path(data_dir: str | Path, split: str) -> Path:
+    """`DIR/qrels/SPLIT.tsv`, or an error naming the splits the directory does have."""
+    path = Path(data_dir) / "qrels" / f"{split}.tsv"
+    if not path.is_file():
+        have = sorted(p.stem for p in (Path(data_dir) / "qrels").glob("*.tsv"))
+        raise FileNotFoundError(f"{data_dir}: no split '{split}' (have: {', '.join(have) or 'none'})")
+    return path

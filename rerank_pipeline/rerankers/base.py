@@ -12,7 +12,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from ..encoders import MAX_DOC_TOKENS, load_tokenizer, quiet_transformers, resolve_encoder, torch_device
+from ..encoders import load_tokenizer, quiet_transformers, resolve_encoder, tokenize_ids, torch_device
 from ..pipeline import Stage
 from ..types import DocSource, Hit, Queries, QueryInput, Run, as_queries
 
@@ -100,9 +100,7 @@ class Reranker(Stage):
 
     # ---- scoring ---------------------------------------------------------------------------------------------
     def tokenize_queries(self, texts: Sequence[str]) -> list[np.ndarray]:
-        ids = self.tokenizer(list(texts), add_special_tokens=False, truncation=True,
-                             max_length=self.config["max_query_tokens"])["input_ids"]
-        return [np.asarray(t, dtype=np.int64) for t in ids]
+        return tokenize_ids(self.tokenizer, texts, self.config["max_query_tokens"])
 
     def truncate_items(self, items: Sequence[np.ndarray]) -> list[np.ndarray]:
         n = self.config["max_item_tokens"]
@@ -154,8 +152,6 @@ class Reranker(Stage):
 
     def rank(self, query: str, documents: Sequence[str], top_k: int | None = None) -> list[dict[str, Any]]:
         """sentence-transformers style: score raw texts for one query, best first."""
-        ids = self.tokenizer(list(documents), add_special_tokens=False, truncation=True,
-                             max_length=MAX_DOC_TOKENS)["input_ids"]
-        scores = self.score_ids(self.tokenize_queries([query]), [[np.asarray(t) for t in ids]])[0]
+        scores = self.score_ids(self.tokenize_queries([query]), [tokenize_ids(self.tokenizer, documents)])[0]
         order = np.argsort(-scores, kind="stable")[:top_k]
         return [{"corpus_id": int(i), "score": float(scores[i]), "text": documents[i]} for i in order]

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import InvalidInputError, Problem, read_qrels, read_queries, read_records, read_run
+from ..index.docstore import TextDocs
+from ..io import InvalidInputError, Problem, beir_qrels_path, read_qrels, read_queries, read_run
 
 
 @dataclass
@@ -34,23 +35,19 @@ def candidate_run_path(data_dir: Path, split: str, run_name: str | None = None) 
 def load_beir_lists(data_dir: str | Path, split: str, run_name: str | None = None,
                     max_candidates: int | None = None) -> list[RankingList]:
     data_dir = Path(data_dir)
-    qrels_path = data_dir / "qrels" / f"{split}.tsv"
-    if not qrels_path.is_file():
-        have = sorted(p.stem for p in (data_dir / "qrels").glob("*.tsv"))
-        raise FileNotFoundError(f"{data_dir}: no split '{split}' (have: {', '.join(have) or 'none'})")
-    qrels = read_qrels(qrels_path)
+    qrels = read_qrels(beir_qrels_path(data_dir, split))
     run = read_run(candidate_run_path(data_dir, split, run_name))
     queries = read_queries(data_dir / "queries.jsonl")
     needed = {h.docid for q in run if q in qrels for h in run[q][:max_candidates]}
-    texts = {r.id: r.text for r in read_records(data_dir / "corpus.jsonl").records if r.id in needed}
+    docs = TextDocs.from_corpus(data_dir / "corpus.jsonl", needed)
     lists = []
     for qid, hits in run.items():
         if qid not in qrels or qid not in queries:
             continue
-        hits = [h for h in hits[:max_candidates] if h.docid in texts]
+        hits = [h for h in hits[:max_candidates] if h.docid in docs]
         docids = [h.docid for h in hits]
         labels = np.array([qrels[qid].get(d, 0) for d in docids], dtype=np.float32)
-        lists.append(RankingList(qid, queries[qid], docids, [texts[d] for d in docids], labels))
+        lists.append(RankingList(qid, queries[qid], docids, docs.texts(docids), labels))
     return lists
 
 

@@ -18,6 +18,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ..encoders import tokenize_ids
 from ..rerankers.base import Reranker
 from .data import RankingList, qrels_of
 from .losses import LOSSES, NEG
@@ -42,17 +43,22 @@ class TrainConfig:
     max_grade: float = field(default=0.0)  # filled from the data: labels / max_grade -> [0, 1]
 
 
-def teacher_scores(teacher: Reranker, lists: list[RankingList], show_progress: bool = True) -> None:
-    """Fill each list's `teacher` with the teacher's probabilities (sigmoid of its logits), batched by queries."""
+def score_lists(model: Reranker, lists: list[RankingList], show_progress: bool = False,
+                desc: str = "scoring") -> list[np.ndarray]:
+    """The model's scores for every list's candidates, 64 queries per call."""
     from tqdm.auto import tqdm
 
-    step = 64
-    for start in tqdm(range(0, len(lists), step), desc="teacher", disable=not show_progress):
-        part = lists[start:start + step]
-        scores = teacher.score_ids(teacher.tokenize_queries([l.query for l in part]),
-                                   [_item_ids(teacher, l) for l in part])
-        for l, s in zip(part, scores):
-            l.teacher = 1.0 / (1.0 + np.exp(-s))
+    scores: list[np.ndarray] = []
+    for start in tqdm(range(0, len(lists), 64), desc=desc, disable=not show_progress):
+        part = lists[start:start + 64]
+        scores += model.score_ids(model.tokenize_queries([l.query for l in part]), [_item_ids(model, l) for l in part])
+    return scores
+
+
+def teacher_scores(teacher: Reranker, lists: list[RankingList], show_progress: bool = True) -> None:
+    """Fill each list's `teacher` with the teacher's probabilities (sigmoid of its logits)."""
+    for l, s in zip(lists, score_lists(teacher, lists, show_progress, desc="teacher")):
+        l.teacher = 1.0 / (1.0 + np.exp(-s))
 
 
 def _item_ids(model: Reranker, l: RankingList) -> list[np.ndarray]:
@@ -60,9 +66,7 @@ def _item_ids(model: Reranker, l: RankingList) -> list[np.ndarray]:
     key = (model.tokenizer.name_or_path, model.config["max_item_tokens"])
     cache = l.__dict__.setdefault("_token_cache", {})
     if key not in cache:
-        ids = model.tokenizer(l.texts, add_special_tokens=False, truncation=True,
-                              max_length=model.config["max_item_tokens"])["input_ids"]
-        cache[key] = [np.asarray(t, dtype=np.int64) for t in ids]
+        cache[key] = tokenize_ids(model.tokenizer, l.texts, model.config["max_item_tokens"])
     return cache[key]
 
 
@@ -87,10 +91,7 @@ def _sample(l: RankingList, size: int, rng: random.Random) -> np.ndarray:
 def evaluate_lists(model: Reranker, lists: list[RankingList], measures=DEV_MEASURES) -> dict[str, float]:
     import ir_measures
 
-    scores = []
-    for start in range(0, len(lists), 64):
-        part = lists[start:start + 64]
-        scores += model.score_ids(model.tokenize_queries([l.query for l in part]), [_item_ids(model, l) for l in part])
+    scores = score_lists(model, lists)
     run = {l.qid: {d: float(s) for d, s in zip(l.docids, sc)} for l, sc in zip(lists, scores)}
     parsed = [ir_measures.parse_measure(m) for m in measures]
     agg = ir_measures.calc_aggregate(parsed, qrels_of(lists), run)
