@@ -75,22 +75,13 @@ def index(
                   f"({', '.join(idx.stages)}).")
 
 
-def _open_pipeline(index_name: str, index_dir: Path, config: Optional[Path], rerank: bool = True):
-    from rerank_pipeline.config import build_pipeline, load_config
+def _open_pipeline(index_name: str, index_dir: Path, config: Optional[Path], rerank: bool = True,
+                   interpolate: Optional[float] = None):
+    from rerank_pipeline.config import open_pipeline
     from rerank_pipeline.index import Index
 
     idx = Index.open(index_name, index_dir)
-    cfg = load_config(config)
-    if not rerank:
-        cfg.pop("reranker", None)
-    # Drop retrievers the index was built without, so the default config works on --no-dense indexes.
-    usable = [r for r in cfg["retrievers"] if r["type"] in idx.stages]
-    if not usable:
-        raise ValueError(f"config needs {[r['type'] for r in cfg['retrievers']]}, index has {idx.stages}")
-    if len(usable) != len(cfg["retrievers"]):
-        cfg["retrievers"] = usable
-        cfg.get("fusion", {}).pop("weights", None)
-    return idx, build_pipeline(cfg, idx)
+    return idx, open_pipeline(idx, config, rerank=rerank, interpolate=interpolate)
 
 
 @app.command()
@@ -104,6 +95,7 @@ def search(
     queries: Optional[Path] = typer.Option(None, "--queries", "-q", help="Queries jsonl ({_id,text} or {id,text}) for batch search."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="TREC run to write (batch search)."),
     no_rerank: bool = typer.Option(False, "--no-rerank", help="First stage only, skipping the config's reranker."),
+    interpolate: Optional[float] = typer.Option(None, "--interpolate", min=0.0, max=1.0, help="Mix reranker and first-stage scores: alpha * reranker + (1 - alpha) * first stage (z-normalised)."),
 ) -> None:
     """Search an index with one query (table or JSON) or a batch of queries (TREC run)."""
     from rerank_pipeline.io import read_queries
@@ -113,7 +105,7 @@ def search(
     if queries is not None and output is None:
         _fail("batch search needs --output RUN.trec")
     try:
-        idx, pipe = _open_pipeline(index_name, index_dir, config, rerank=not no_rerank)
+        idx, pipe = _open_pipeline(index_name, index_dir, config, rerank=not no_rerank, interpolate=interpolate)
         if queries is not None:
             qs = read_queries(queries)
             run = pipe.search(qs).cut(k or 100)
@@ -184,21 +176,6 @@ def demo(
            output=None, no_rerank=False)
 
 
-def _load_training_lists(data: List[Path], split: str, max_candidates: Optional[int],
-                         max_lists: Optional[int], seed: int) -> list:
-    import random as _random
-
-    from rerank_pipeline.training import load_lists
-
-    out = []
-    for source in data:
-        lists = load_lists(source, split, max_candidates)
-        if max_lists and len(lists) > max_lists:
-            lists = _random.Random(seed).sample(lists, max_lists)
-        out += lists
-    return out
-
-
 class ModelKind(str, Enum):
     crossjem = "crossjem"
     pointwise = "pointwise"
@@ -206,6 +183,7 @@ class ModelKind(str, Enum):
 
 class LossName(str, Enum):
     rpl = "rpl"
+    rpl_inclusive = "rpl-inclusive"
     listnet = "listnet"
     ce = "ce"
     bce = "bce"
@@ -214,21 +192,30 @@ class LossName(str, Enum):
 @app.command()
 def train(
     model: ModelKind = typer.Option(..., "--model", help="Reranker family to train."),
-    data: List[Path] = typer.Option(..., "--data", help="BEIR-layout dataset dir (qrels + runs/*.SPLIT.trec) or lists jsonl; repeatable."),
+    data: List[Path] = typer.Option(..., "--data", help="BEIR-layout dataset dir or lists jsonl; repeatable."),
     output: Path = typer.Option(..., "--output", "-o", help="Model directory to write (best dev epoch)."),
     split: str = typer.Option("train", "--split", help="Training split."),
-    dev_split: Optional[str] = typer.Option("dev", "--dev-split", help="Dev split evaluated each epoch ('' for none)."),
+    dev_split: Optional[str] = typer.Option("dev", "--dev-split", help="Dev split evaluated each epoch ('' for none; held out of train where a set has no dev)."),
     dev_data: List[Path] = typer.Option([], "--dev-data", help="Dataset dirs for the dev split (default: the --data dirs)."),
-    loss: LossName = typer.Option(LossName.rpl, "--loss", help="rpl (CROSS-JEM Eq. 2), listnet, ce (softmax CE), bce."),
+    loss: LossName = typer.Option(LossName.rpl, "--loss", help="rpl (Eq. 2), rpl-inclusive, listnet, ce (softmax CE), bce."),
     teacher: Optional[Path] = typer.Option(None, "--teacher", help="Model dir whose scores become the targets (distillation)."),
+    label_mix: float = typer.Option(0.0, "--label-mix", min=0.0, max=1.0, help="With --teacher: targets (1-m)*teacher + m*labels."),
     init: Optional[str] = typer.Option(None, "--encoder", help="Local encoder dir to start from (default all-MiniLM-L6-v2)."),
     epochs: int = typer.Option(3, "--epochs", min=1),
-    lr: float = typer.Option(1e-4, "--lr", help="AdamW learning rate (paper: 1e-4)."),
+    lr: float = typer.Option(5e-5, "--lr", help="AdamW learning rate."),
     lists_per_step: int = typer.Option(8, "--lists-per-step", min=1),
     grad_accum: int = typer.Option(1, "--grad-accum", min=1),
     list_size: int = typer.Option(30, "--list-size", min=2, help="Candidates per list (N)."),
-    max_candidates: Optional[int] = typer.Option(None, "--max-candidates", min=1, help="Cut each candidate run to its top N."),
-    max_train_lists: Optional[int] = typer.Option(None, "--max-train-lists", min=1, help="Use at most this many training lists per dataset."),
+    lists_per_epoch: Optional[int] = typer.Option(None, "--lists-per-epoch", min=1, help="Lists drawn per epoch (default: all)."),
+    mix_temperature: float = typer.Option(0.5, "--mix-temperature", min=0.0, max=1.0, help="Dataset share ~ size ** T."),
+    index_dir: Optional[Path] = typer.Option(None, "--index-dir", help="Where dataset indexes for BM25/dense candidates live (built once); none: given runs only."),
+    dense: bool = typer.Option(False, "--dense", help="Add dense top-k candidates (builds dense dataset indexes)."),
+    given_k: int = typer.Option(30, "--given-k", min=0, help="Top-k of the candidate run that comes with the data."),
+    bm25_k: int = typer.Option(20, "--bm25-k", min=0),
+    dense_k: int = typer.Option(20, "--dense-k", min=0),
+    max_lists: Optional[int] = typer.Option(None, "--max-lists", min=1, help="At most this many queries per dataset (smoke runs)."),
+    max_dev_lists: Optional[int] = typer.Option(None, "--max-dev-lists", min=1, help="At most this many dev queries per dataset (cheaper per-epoch dev)."),
+    max_item_tokens: Optional[int] = typer.Option(None, "--max-item-tokens", min=8, max=480, help="Word pieces kept per candidate (long documents: first passage)."),
     position_encoding: bool = typer.Option(False, "--position-encoding", help="CROSS-JEM Appendix F in-item positions."),
     seed: int = typer.Option(13, "--seed"),
     patience: int = typer.Option(2, "--patience", min=1),
@@ -236,34 +223,37 @@ def train(
     resume: bool = typer.Option(False, "--resume", help="Continue from OUTPUT/checkpoint."),
 ) -> None:
     """Train a CROSS-JEM or pointwise reranker; the best dev epoch is saved to OUTPUT as safetensors."""
-    from rerank_pipeline.rerankers import CrossJEM, PointwiseCrossEncoder, Reranker
-    from rerank_pipeline.training import TrainConfig, load_lists, teacher_scores
+    from rerank_pipeline.rerankers import RERANKERS, Reranker
+    from rerank_pipeline.training import ListSpec, TrainConfig, load_many
     from rerank_pipeline.training import train as run_training
 
     try:
-        train_lists = _load_training_lists(data, split, max_candidates, max_train_lists, seed)
-        dev_lists = []
-        for source in (dev_data or [d for d in data if d.is_dir()]) if dev_split else []:
-            dev_lists += load_lists(source, dev_split, max_candidates)
+        spec = ListSpec(given_k=given_k, bm25_k=bm25_k, dense_k=dense_k, max_lists=max_lists)
+        train_lists = load_many(data, split, spec, index_dir, dense)
+        dev_spec = ListSpec(given_k=given_k, bm25_k=bm25_k, dense_k=dense_k, add_positives=False,
+                            max_lists=max_dev_lists)
+        dev_lists = load_many(dev_data or [d for d in data if d.is_dir()], dev_split, dev_spec, index_dir,
+                              dense) if dev_split else []
         console.print(f"{len(train_lists)} training lists, {len(dev_lists)} dev lists")
-        if teacher is not None:
-            teacher_scores(Reranker.load(teacher), train_lists)
-        family = CrossJEM if model == ModelKind.crossjem else PointwiseCrossEncoder
         extra = {"position_encoding": position_encoding} if model == ModelKind.crossjem else {}
-        net = family.from_encoder(init, **extra)
+        if max_item_tokens:
+            extra["max_item_tokens"] = max_item_tokens
+        net = RERANKERS[model.value].from_encoder(init, **extra)
         cfg = TrainConfig(loss=loss.value, epochs=epochs, lr=lr, lists_per_step=lists_per_step, grad_accum=grad_accum,
-                          list_size=list_size, seed=seed, patience=patience,
-                          targets="teacher" if teacher is not None else "auto")
+                          list_size=list_size, seed=seed, patience=patience, lists_per_epoch=lists_per_epoch,
+                          mix_temperature=mix_temperature, label_mix=label_mix)
         state = run_training(net, train_lists, dev_lists, cfg, output, resume=resume, fp16=fp16,
-                             log=lambda m: console.print(m, highlight=False))
+                             log=lambda m: console.print(m, highlight=False),
+                             teacher=Reranker.load(teacher) if teacher is not None else None)
     except _known_errors() as e:
         _fail(str(e))
-    table = Table(title=f"training {model.value} ({loss.value}) -> {output}", title_justify="left")
-    for col in ("epoch", "train loss", *[k for k in state["history"][0] if k not in ("epoch", "train_loss")]):
+    table = Table(title=f"training {model.value} ({loss.value}) -> {output}; dev: judged-only, mean over datasets",
+                  title_justify="left")
+    shown = [k for k in state["history"][0] if k not in ("epoch", "train_loss", "seconds") and "/" not in k]
+    for col in ("epoch", "train loss", "seconds", *shown):
         table.add_column(col, justify="right")
     for h in state["history"]:
-        table.add_row(str(h["epoch"]), f"{h['train_loss']:.4f}",
-                      *[f"{v:.4f}" for k, v in h.items() if k not in ("epoch", "train_loss")])
+        table.add_row(str(h["epoch"]), f"{h['train_loss']:.4f}", f"{h['seconds']:.0f}", *[f"{h[k]:.4f}" for k in shown])
     console.print(table)
     console.print(f"best epoch {state['best_epoch']} ({state['config']['select_by']} {state['best']:.4f}) saved to {output}")
 
@@ -306,7 +296,7 @@ def evaluate(
     no_per_stage: bool = typer.Option(False, "--no-per-stage", help="Only each pipeline's final output."),
 ) -> None:
     """Evaluate pipelines, stages and runs against qrels, with paired significance tests against a baseline."""
-    from rerank_pipeline.config import build_pipeline, load_config
+    from rerank_pipeline.config import open_pipeline
     from rerank_pipeline.evaluation import EvaluationError, compare, experiment
     from rerank_pipeline.index import Index, TextDocs
     from rerank_pipeline.io import beir_qrels_path, read_qrels, read_queries, read_run
@@ -330,7 +320,7 @@ def evaluate(
             idx = Index.open(index_name, index_dir)
             pipes = {}
             for cfg_path in configs or [None]:
-                pipe = build_pipeline(load_config(cfg_path), idx)
+                pipe = open_pipeline(idx, cfg_path)
                 pipes[pipe.name] = pipe
             piped = experiment(pipes, queries, qrels, metrics, per_stage=not no_per_stage, show_progress=True)
             systems.update(piped.runs)
@@ -351,16 +341,20 @@ def distill(
     data: List[Path] = typer.Option(..., "--data", help="BEIR-layout dataset dir or lists jsonl; repeatable."),
     output: Path = typer.Option(..., "--output", "-o", help="Lists jsonl to write, teacher scores included."),
     split: str = typer.Option("train", "--split"),
-    max_candidates: Optional[int] = typer.Option(None, "--max-candidates", min=1),
-    max_train_lists: Optional[int] = typer.Option(None, "--max-train-lists", min=1),
-    seed: int = typer.Option(13, "--seed"),
+    index_dir: Optional[Path] = typer.Option(None, "--index-dir", help="Dataset indexes for BM25/dense candidates."),
+    dense: bool = typer.Option(False, "--dense", help="Add dense top-k candidates."),
+    given_k: int = typer.Option(30, "--given-k", min=0),
+    bm25_k: int = typer.Option(20, "--bm25-k", min=0),
+    dense_k: int = typer.Option(20, "--dense-k", min=0),
+    max_lists: Optional[int] = typer.Option(None, "--max-lists", min=1),
 ) -> None:
     """Score training lists with a teacher once and save them, so students train on the scores many times."""
     from rerank_pipeline.rerankers import Reranker
-    from rerank_pipeline.training import teacher_scores, write_lists_jsonl
+    from rerank_pipeline.training import ListSpec, load_many, teacher_scores, write_lists_jsonl
 
     try:
-        lists = _load_training_lists(data, split, max_candidates, max_train_lists, seed)
+        lists = load_many(data, split, ListSpec(given_k=given_k, bm25_k=bm25_k, dense_k=dense_k, max_lists=max_lists),
+                          index_dir, dense)
         teacher_scores(Reranker.load(teacher), lists)
         write_lists_jsonl(lists, output)
     except _known_errors() as e:

@@ -4,8 +4,8 @@ reranker; `build_pipeline` turns it into the same Stage expression one would wri
     retrievers: [{type: bm25, k: 100}, {type: dense, k: 100}]
     fusion: {method: rrf, k: 60}          # or {method: weighted, weights: [0.3, 0.7], norm: zscore}
     cutoff: 100
-    reranker: {type: crossjem, model: default, cutoff: 100}
-    # == (BM25(idx) % 100 | Dense(idx) % 100) % 100 >> CrossJEM.default() % 100
+    reranker: {type: crossjem, model: default, interpolate: 0.8, cutoff: 100}
+    # == (BM25(idx) % 100 | Dense(idx) % 100) % 100 >> Interpolate(CrossJEM.default(), 0.8) % 100
 """
 from __future__ import annotations
 
@@ -90,8 +90,14 @@ def validate_config(cfg: Any, source: str = "config") -> None:
 
         if not isinstance(reranker, dict) or reranker.get("type") not in RERANKERS:
             raise ConfigError(f"{source}: reranker.type must be one of {sorted(RERANKERS)}, got {reranker!r}")
+        if set(reranker) - {"type", "model", "cutoff", "interpolate"}:
+            raise ConfigError(f"{source}: reranker: unknown key(s) "
+                              f"{sorted(set(reranker) - {'type', 'model', 'cutoff', 'interpolate'})}")
         if "cutoff" in reranker:
             _positive_int(reranker["cutoff"], f"{source}: reranker.cutoff")
+        alpha = reranker.get("interpolate", 1.0)
+        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha <= 1:
+            raise ConfigError(f"{source}: reranker.interpolate must be a number in [0, 1], got {alpha!r}")
 
 
 def build_pipeline(cfg: dict[str, Any], index, reranker=None) -> Stage:
@@ -115,7 +121,36 @@ def build_pipeline(cfg: dict[str, Any], index, reranker=None) -> Stage:
 
         reranker = load_reranker(spec)
     if reranker is not None:
+        alpha = (spec or {}).get("interpolate", 1.0)
+        if alpha < 1.0:
+            from .rerankers.interpolate import Interpolate
+
+            reranker = Interpolate(reranker, alpha)
         stage = stage >> reranker
         if spec and "cutoff" in spec:
             stage = stage % spec["cutoff"]
     return stage
+
+
+def adapt_to_index(cfg: dict[str, Any], index) -> dict[str, Any]:
+    """Drop the retrievers `index` was built without (so the default config works on a `--no-dense` index)."""
+    usable = [r for r in cfg["retrievers"] if r["type"] in index.stages]
+    if not usable:
+        raise ConfigError(f"config needs {[r['type'] for r in cfg['retrievers']]}, index '{index.name}' has "
+                          f"{index.stages}")
+    if len(usable) != len(cfg["retrievers"]):
+        cfg = {**cfg, "retrievers": usable, "fusion": {k: v for k, v in cfg.get("fusion", {}).items() if k != "weights"}}
+    return cfg
+
+
+def open_pipeline(index, config: str | Path | dict[str, Any] | None = None, *, rerank: bool = True,
+                  interpolate: float | None = None) -> Stage:
+    """The one way to get a pipeline over an index, for the CLI, the server and Python: the config (a path, a
+    dict, or None for the built-in default) adapted to the stages the index has; `rerank=False` drops the
+    reranker; `interpolate` overrides the reranker's interpolation weight."""
+    cfg = dict(config) if isinstance(config, dict) else load_config(config)
+    if not rerank:
+        cfg.pop("reranker", None)
+    elif interpolate is not None and cfg.get("reranker"):
+        cfg["reranker"] = {**cfg["reranker"], "interpolate": interpolate}
+    return build_pipeline(adapt_to_index(cfg, index), index)

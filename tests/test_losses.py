@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from rerank_pipeline.training.losses import bce_loss, listnet_loss, rpl_loss, softmax_ce_loss
+from rerank_pipeline.training.losses import bce_loss, listnet_loss, rpl_inclusive_loss, rpl_loss, softmax_ce_loss
 
 
 def test_rpl_hand_computed_example():
@@ -68,3 +68,26 @@ def test_rpl_as_written_pulls_lower_items_up():
     rpl_loss(f, y, torch.ones_like(y, dtype=torch.bool)).backward()
     assert f.grad[0, 0] == 0.0
     assert f.grad[0, 3] < 0  # gradient descent increases the last item's logit
+
+
+def test_rpl_inclusive_against_explicit_suffix_sums():
+    # L_j with j itself: y = (0.9, 0.5, 0.1) -> ~y = (1.5, 0.6, 0.1), ~s = (f1+f2+f3, f2+f3, f3) = (6, 5, 3).
+    f = torch.tensor([[1.0, 2.0, 3.0]])
+    y = torch.tensor([[0.9, 0.5, 0.1]])
+    mask = torch.ones_like(f, dtype=torch.bool)
+    s_tilde = torch.tensor([6.0, 5.0, 3.0])
+    p = torch.tensor([1.5, 0.6, 0.1]) / 2.2
+    expected = -(p * torch.log_softmax(s_tilde, -1)).sum().item()
+    assert rpl_inclusive_loss(f, y, mask).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_rpl_inclusive_gives_every_item_gradient_and_binary_signal():
+    y = torch.tensor([[0.9, 0.6, 0.3, 0.1]])
+    f = torch.tensor([[0.0, 0.0, 0.0, 0.0]], requires_grad=True)
+    rpl_inclusive_loss(f, y, torch.ones_like(y, dtype=torch.bool)).backward()
+    assert torch.count_nonzero(f.grad) == 4
+    assert f.grad[0, 0] < 0  # descending raises the top item's logit, unlike the literal reading
+    fb = torch.tensor([[0.3, -1.0, 2.0]], requires_grad=True)
+    loss = rpl_inclusive_loss(fb, torch.tensor([[1.0, 0.0, 0.0]]), torch.ones(1, 3, dtype=torch.bool))
+    loss.backward()
+    assert loss.item() > 0 and fb.grad[0, 0] < 0

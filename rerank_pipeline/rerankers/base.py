@@ -112,11 +112,12 @@ class Reranker(Stage):
         raise NotImplementedError
 
     def score_ids(self, query_ids: Sequence[np.ndarray], candidates: Sequence[Sequence[np.ndarray]]) -> list[np.ndarray]:
-        with torch.inference_mode(), self._autocast():
+        with torch.inference_mode(), self.autocast():
             out = self.logits(query_ids, [self.truncate_items(c) for c in candidates])
         return [t.float().cpu().numpy() for t in out]
 
-    def _autocast(self):
+    def autocast(self):
+        """bf16 on GPU (inference and training), plain fp32 on CPU."""
         if self.device.startswith("cuda"):
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return torch.autocast("cpu", enabled=False)

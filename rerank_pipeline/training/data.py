@@ -1,7 +1,8 @@
 """Training and dev data as ranking lists: one query, its candidates, graded labels, optional teacher scores.
 
-Sources: a BEIR-layout directory (`queries.jsonl`, `corpus.jsonl`, `qrels/<split>.tsv`, and a candidate run
-`runs/*.<split>.trec`), or a jsonl of `{"query", "candidates": [{"id" or "text", "label", "teacher_score"}]}`.
+Sources: a BEIR-layout directory, whose lists are built from the project's own first stages over that corpus (BM25
+and, where the index has it, dense top-k) plus the candidate run that comes with the data, all judged positives
+added for training; or a jsonl of `{"query", "candidates": [{"id" or "text", "label", "teacher_score"}]}`.
 """
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..index.docstore import TextDocs
-from ..io import InvalidInputError, Problem, beir_qrels_path, read_qrels, read_queries, read_run
+from ..io import InvalidInputError, Problem
+from ..io.beir import BeirDataset
 
 
 @dataclass
@@ -23,31 +24,73 @@ class RankingList:
     texts: list[str]
     labels: np.ndarray                 # graded relevance, 0 when unjudged
     teacher: np.ndarray | None = None  # teacher probabilities in [0, 1]
+    source: str = ""                   # the dataset it came from (mixing weights are per source)
 
 
-def candidate_run_path(data_dir: Path, split: str, run_name: str | None = None) -> Path:
-    runs = sorted((data_dir / "runs").glob(f"*.{split}.trec")) if run_name is None else [data_dir / "runs" / run_name]
-    if not runs or not runs[0].is_file():
-        raise FileNotFoundError(f"{data_dir}: no candidate run for split '{split}' (runs/*.{split}.trec)")
-    return runs[0]
+@dataclass
+class ListSpec:
+    """How lists are drawn from a BEIR directory. k = 0 turns a source off."""
+
+    given_k: int = 30            # top of the candidate run that comes with the data
+    bm25_k: int = 20             # the project's BM25 over the dataset's corpus
+    dense_k: int = 20            # the project's dual encoder, when the dataset's index has a dense stage
+    add_positives: bool = True   # judged positives the retrievers missed (training only, never for dev)
+    require_positive: bool = True
+    max_lists: int | None = None  # deterministic sample of queries (tests, smoke runs); None = all
 
 
-def load_beir_lists(data_dir: str | Path, split: str, run_name: str | None = None,
-                    max_candidates: int | None = None) -> list[RankingList]:
-    data_dir = Path(data_dir)
-    qrels = read_qrels(beir_qrels_path(data_dir, split))
-    run = read_run(candidate_run_path(data_dir, split, run_name))
-    queries = read_queries(data_dir / "queries.jsonl")
-    needed = {h.docid for q in run if q in qrels for h in run[q][:max_candidates]}
-    docs = TextDocs.from_corpus(data_dir / "corpus.jsonl", needed)
+def dataset_index(dataset: BeirDataset, index_dir: str | Path, dense: bool, show_progress: bool = False):
+    """The project index over a dataset's corpus, built once under `index_dir` (a dense stage only if asked)."""
+    from ..index import Index, InvalidIndexError, build_index
+
+    try:
+        idx = Index.open(dataset.name, index_dir)
+        if not dense or "dense" in idx.stages:
+            return idx
+    except InvalidIndexError:
+        pass
+    return build_index(dataset.corpus_path, dataset.name, index_dir, dense=dense, skip_invalid=True,
+                       show_progress=show_progress)[0]
+
+
+def build_lists(dataset: BeirDataset, split: str, spec: ListSpec, index=None) -> list[RankingList]:
+    """One list per query of `split`: the union of the given run's, BM25's and dense top-k (in that order),
+    judged positives appended when `spec.add_positives`."""
+    qrels = dataset.qrels(split)
+    queries = dataset.queries
+    qids = sorted(q for q in qrels if q in queries and queries[q].strip()
+                  and (not spec.require_positive or any(r > 0 for r in qrels[q].values())))
+    if spec.max_lists and len(qids) > spec.max_lists:
+        qids = sorted(np.random.default_rng(0).choice(qids, spec.max_lists, replace=False).tolist())
+    topics = {q: queries[q] for q in qids}
+    rankings = []
+    given = dataset.candidate_run(split) if spec.given_k else None
+    if given is not None:
+        rankings.append((given, spec.given_k))
+    if index is not None and spec.bm25_k and "bm25" in index.stages:
+        rankings.append((index.bm25(spec.bm25_k).search(topics), spec.bm25_k))
+    if index is not None and spec.dense_k and "dense" in index.stages:
+        rankings.append((index.dense(spec.dense_k).search(topics), spec.dense_k))
+    candidates: dict[str, list[str]] = {}
+    for q in qids:
+        seen: dict[str, None] = {}
+        for run, k in rankings:
+            if q in run:
+                seen.update((h.docid, None) for h in run[q][:k])
+        if spec.add_positives:
+            seen.update((d, None) for d, r in qrels[q].items() if r > 0)
+        candidates[q] = list(seen)
+    needed = {d for ds in candidates.values() for d in ds}
+    docs = index.docstore if index is not None else dataset.docs(needed)
     lists = []
-    for qid, hits in run.items():
-        if qid not in qrels or qid not in queries:
+    for q in qids:
+        docids = [d for d in candidates[q] if d in docs]
+        if not docids:
             continue
-        hits = [h for h in hits[:max_candidates] if h.docid in docs]
-        docids = [h.docid for h in hits]
-        labels = np.array([qrels[qid].get(d, 0) for d in docids], dtype=np.float32)
-        lists.append(RankingList(qid, queries[qid], docids, docs.texts(docids), labels))
+        labels = np.array([qrels[q].get(d, 0) for d in docids], dtype=np.float32)
+        if spec.require_positive and not (labels > 0).any():
+            continue
+        lists.append(RankingList(q, queries[q], docids, docs.texts(docids), labels, source=dataset.name))
     return lists
 
 
@@ -67,7 +110,8 @@ def load_jsonl_lists(path: str | Path) -> list[RankingList]:
                 teacher = ([float(c["teacher_score"]) for c in cands]
                            if all("teacher_score" in c for c in cands) else None)
                 lists.append(RankingList(str(obj.get("qid", lineno)), obj["query"], docids, texts, labels,
-                                         np.array(teacher, dtype=np.float32) if teacher else None))
+                                         np.array(teacher, dtype=np.float32) if teacher else None,
+                                         str(obj.get("source", path.stem))))
             except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as e:
                 problems.append(Problem(str(path), lineno, getattr(e, "args", [""])[0] if isinstance(e, KeyError) else "",
                                         f"{type(e).__name__}: {e}"))
@@ -76,11 +120,28 @@ def load_jsonl_lists(path: str | Path) -> list[RankingList]:
     return lists
 
 
-def load_lists(source: str | Path, split: str, max_candidates: int | None = None) -> list[RankingList]:
+def load_lists(source: str | Path, split: str, spec: ListSpec | None = None, index_dir: str | Path | None = None,
+               dense: bool = False) -> list[RankingList]:
+    """Lists from a BEIR directory (retrieval over an index kept in `index_dir`; without one, the given run only)
+    or a lists jsonl."""
     source = Path(source)
-    if source.is_dir():
-        return load_beir_lists(source, split, max_candidates=max_candidates)
-    return load_jsonl_lists(source)
+    if not source.is_dir():
+        return load_jsonl_lists(source)
+    spec = spec or ListSpec()
+    dataset = BeirDataset(source)
+    index = dataset_index(dataset, index_dir, dense) if index_dir is not None else None
+    return build_lists(dataset, split, spec, index)
+
+
+def load_many(sources, split: str, spec: ListSpec | None = None, index_dir: str | Path | None = None,
+              dense: bool = False, show_progress: bool = True) -> list[RankingList]:
+    """`load_lists` over several sources, concatenated (each list keeps its source for mixing and dev tables)."""
+    from tqdm.auto import tqdm
+
+    out: list[RankingList] = []
+    for source in tqdm(list(sources), desc=f"{split} lists", disable=not show_progress):
+        out += load_lists(source, split, spec, index_dir, dense)
+    return out
 
 
 def qrels_of(lists: list[RankingList]) -> dict[str, dict[str, int]]:
@@ -97,5 +158,5 @@ def write_lists_jsonl(lists: list[RankingList], path: str | Path) -> None:
             cands = [{"id": d, "text": t, "label": float(y)} | ({"teacher_score": float(l.teacher[i])}
                                                                  if l.teacher is not None else {})
                      for i, (d, t, y) in enumerate(zip(l.docids, l.texts, l.labels))]
-            f.write(json.dumps({"qid": l.qid, "query": l.query, "candidates": cands}) + "\n")
+            f.write(json.dumps({"qid": l.qid, "query": l.query, "source": l.source, "candidates": cands}) + "\n")
     tmp.replace(path)

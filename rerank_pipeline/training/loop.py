@@ -11,6 +11,7 @@ import json
 import math
 import random
 import shutil
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -40,7 +41,10 @@ class TrainConfig:
     patience: int = 2            # epochs without dev improvement before stopping
     select_by: str = "nDCG@10"
     targets: str = "auto"        # labels | teacher | auto (teacher when present)
-    max_grade: float = field(default=0.0)  # filled from the data: labels / max_grade -> [0, 1]
+    label_mix: float = 0.0       # with teacher targets: (1 - m) * teacher + m * labels (distillation plus labels)
+    lists_per_epoch: int | None = None  # None: as many as there are lists
+    mix_temperature: float = 0.5  # set s gets a share of each epoch proportional to n_s ** T (1 = as the data is)
+    max_grade: dict = field(default_factory=dict)  # per source, from the data: labels / max_grade -> [0, 1]
 
 
 def score_lists(model: Reranker, lists: list[RankingList], show_progress: bool = False,
@@ -71,31 +75,86 @@ def _item_ids(model: Reranker, l: RankingList) -> list[np.ndarray]:
 
 
 def _targets(l: RankingList, cfg: TrainConfig) -> np.ndarray:
+    labels = l.labels / max(cfg.max_grade.get(l.source, 1.0), 1.0)
     use_teacher = cfg.targets == "teacher" or (cfg.targets == "auto" and l.teacher is not None)
-    if use_teacher:
+    if not use_teacher:
+        return labels
+    if l.teacher is None:
+        raise ValueError(f"list {l.qid} has no teacher scores (pass --teacher or include teacher_score)")
+    return (1.0 - cfg.label_mix) * l.teacher + cfg.label_mix * labels
+
+
+def _fill_teacher(teacher: Reranker, part: list[RankingList], picks: list[np.ndarray]) -> None:
+    """Teacher probabilities for the picked items that have none yet: a student's epoch only pays for the items it
+    trains on (scores are kept on the list, NaN where never scored)."""
+    todo = []
+    for l, p in zip(part, picks):
         if l.teacher is None:
-            raise ValueError(f"list {l.qid} has no teacher scores (pass --teacher or include teacher_score)")
-        return l.teacher
-    return l.labels / max(cfg.max_grade, 1.0)
+            l.teacher = np.full(len(l.docids), np.nan, dtype=np.float32)
+        missing = p[np.isnan(l.teacher[p])]
+        if len(missing):
+            todo.append((l, missing))
+    if not todo:
+        return
+    scores = teacher.score_ids(teacher.tokenize_queries([l.query for l, _ in todo]),
+                               [[_item_ids(teacher, l)[k] for k in m] for l, m in todo])
+    for (l, m), s in zip(todo, scores):
+        l.teacher[m] = 1.0 / (1.0 + np.exp(-s))
 
 
 def _sample(l: RankingList, size: int, rng: random.Random) -> np.ndarray:
+    """Up to `size` items: at most half positives (at least one), the rest negatives from the list (its own
+    retrieved candidates, hence hard), topped up with more positives when negatives run short."""
     if len(l.docids) <= size:
         return np.arange(len(l.docids))
     pos = [i for i in range(len(l.docids)) if l.labels[i] > 0]
-    rest = [i for i in range(len(l.docids)) if l.labels[i] <= 0]
-    keep = pos[:size] + rng.sample(rest, max(0, size - len(pos[:size])))
+    neg = [i for i in range(len(l.docids)) if l.labels[i] <= 0]
+    rng.shuffle(pos)
+    rng.shuffle(neg)
+    n_pos = min(len(pos), max(1, size // 2))
+    n_neg = min(len(neg), size - n_pos)
+    keep = pos[:n_pos] + neg[:n_neg] + pos[n_pos:n_pos + size - n_pos - n_neg]
     return np.array(sorted(keep))
 
 
+def mixed_order(sources: list[str], n_lists: int | None, temperature: float, seed: int, epoch: int) -> list[int]:
+    """The list indices one epoch trains on. Each source gets a share proportional to n_s ** temperature, so no
+    one dataset dominates; within a source, epochs walk on through one fixed shuffle (wrapping around), so over
+    enough epochs every list is used and a resumed run sees the same order."""
+    by_source: dict[str, list[int]] = {}
+    for i, s in enumerate(sources):
+        by_source.setdefault(s, []).append(i)
+    names = sorted(by_source)
+    weights = np.array([len(by_source[s]) ** temperature for s in names])
+    total = n_lists or len(sources)
+    quotas = np.maximum(1, np.round(total * weights / weights.sum()).astype(int))
+    order: list[int] = []
+    for s, quota in zip(names, quotas):
+        members = by_source[s]
+        perm = np.random.default_rng([seed, len(members), sum(map(ord, s))]).permutation(len(members))
+        start = (epoch - 1) * quota
+        order += [members[perm[(start + j) % len(members)]] for j in range(quota)]
+    random.Random(seed * 1000 + epoch).shuffle(order)
+    return order
+
+
 def evaluate_lists(model: Reranker, lists: list[RankingList], measures=DEV_MEASURES) -> dict[str, float]:
+    """Dev metrics over judged-only lists, per source and their unweighted mean (`measure`), so each dataset
+    counts once whatever its size and query ids from different sets never collide."""
     import ir_measures
 
     scores = score_lists(model, lists)
-    run = {l.qid: {d: float(s) for d, s in zip(l.docids, sc)} for l, sc in zip(lists, scores)}
     parsed = [ir_measures.parse_measure(m) for m in measures]
-    agg = ir_measures.calc_aggregate(parsed, qrels_of(lists), run)
-    return {str(m): float(agg[m]) for m in parsed}
+    out: dict[str, float] = {}
+    sources = sorted({l.source for l in lists})
+    for source in sources:
+        part = [(l, sc) for l, sc in zip(lists, scores) if l.source == source]
+        run = {l.qid: {d: float(s) for d, s in zip(l.docids, sc)} for l, sc in part}
+        agg = ir_measures.calc_aggregate(parsed, qrels_of([l for l, _ in part]), run)
+        out.update({f"{source}/{m}": float(agg[m]) for m in parsed})
+    for m in parsed:
+        out[str(m)] = float(np.mean([out[f"{s}/{m}"] for s in sources]))
+    return out
 
 
 def _save_checkpoint(model: Reranker, optimizer, scheduler, state: dict, directory: Path) -> None:
@@ -110,8 +169,9 @@ def _save_checkpoint(model: Reranker, optimizer, scheduler, state: dict, directo
 
 def train(model: Reranker, train_lists: list[RankingList], dev_lists: list[RankingList], cfg: TrainConfig,
           output: str | Path, resume: bool = False, fp16: bool = False, show_progress: bool = True,
-          log: Callable[[str], None] = print) -> dict:
-    """Train in place; the best dev model is saved to `output`, the last epoch to `output/checkpoint`."""
+          log: Callable[[str], None] = print, teacher: Reranker | None = None) -> dict:
+    """Train in place; the best dev model is saved to `output`, the last epoch to `output/checkpoint`. With a
+    `teacher`, targets are its probabilities on the items each step samples (see `_fill_teacher`)."""
     from tqdm.auto import tqdm
     from transformers import get_linear_schedule_with_warmup
 
@@ -121,11 +181,15 @@ def train(model: Reranker, train_lists: list[RankingList], dev_lists: list[Ranki
         raise ValueError("no training lists")
     output = Path(output)
     loss_fn = LOSSES[cfg.loss]
-    cfg.max_grade = cfg.max_grade or float(max(l.labels.max() for l in train_lists if len(l.labels)))
+    for l in train_lists:
+        if len(l.labels):
+            cfg.max_grade[l.source] = max(cfg.max_grade.get(l.source, 1.0), float(l.labels.max()))
+    if teacher is not None and cfg.targets == "auto":
+        cfg.targets = "teacher"
     torch.manual_seed(cfg.seed)
     device = model.device
     optimizer = torch.optim.AdamW(model.network.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps_per_epoch = math.ceil(len(train_lists) / (cfg.lists_per_step * cfg.grad_accum))
+    steps_per_epoch = math.ceil((cfg.lists_per_epoch or len(train_lists)) / (cfg.lists_per_step * cfg.grad_accum))
     total = steps_per_epoch * cfg.epochs
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup * total), total)
     state = {"epoch": 0, "best": -1.0, "best_epoch": 0, "history": [], "config": asdict(cfg)}
@@ -140,13 +204,14 @@ def train(model: Reranker, train_lists: list[RankingList], dev_lists: list[Ranki
         state = json.loads((ckpt / "trainer_state.json").read_text())
         log(f"resumed after epoch {state['epoch']} (best {cfg.select_by} {state['best']:.4f})")
 
+    started = time.time() - state.get("train_seconds", 0.0)
     for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
         if epoch - state["best_epoch"] > cfg.patience and state["best_epoch"] > 0:
             log(f"early stop: no dev improvement for {cfg.patience} epochs")
             break
         rng = random.Random(cfg.seed * 1000 + epoch)  # per-epoch seed: resumed runs see the same order
-        order = list(range(len(train_lists)))
-        rng.shuffle(order)
+        order = mixed_order([l.source for l in train_lists], cfg.lists_per_epoch, cfg.mix_temperature, cfg.seed,
+                            epoch)
         model.network.train()
         bar = tqdm(range(0, len(order), cfg.lists_per_step), desc=f"epoch {epoch}/{cfg.epochs}",
                    disable=not show_progress)
@@ -154,9 +219,12 @@ def train(model: Reranker, train_lists: list[RankingList], dev_lists: list[Ranki
         for i, start in enumerate(bar):
             part = [train_lists[j] for j in order[start:start + cfg.lists_per_step]]
             picks = [_sample(l, cfg.list_size, rng) for l in part]
+            if teacher is not None:
+                _fill_teacher(teacher, part, picks)
             qids = model.tokenize_queries([l.query for l in part])
             items = [[_item_ids(model, l)[k] for k in p] for l, p in zip(part, picks)]
-            logits = model.logits(qids, items)
+            with model.autocast():
+                logits = model.logits(qids, items)
             width = max(len(p) for p in picks)
             f = torch.full((len(part), width), NEG, device=device)
             y = torch.zeros((len(part), width), device=device)
@@ -176,10 +244,13 @@ def train(model: Reranker, train_lists: list[RankingList], dev_lists: list[Ranki
             running = value if running is None else 0.95 * running + 0.05 * value
             bar.set_postfix(loss=f"{running:.4f}")
         model.network.eval()
+        state["train_seconds"] = time.time() - started
         dev = evaluate_lists(model, dev_lists) if dev_lists else {}
         metric = dev.get(cfg.select_by, -float(running or 0))
-        state["history"].append({"epoch": epoch, "train_loss": running, **dev})
-        log(f"epoch {epoch}: loss {running:.4f} " + " ".join(f"{k} {v:.4f}" for k, v in dev.items()))
+        state["history"].append({"epoch": epoch, "train_loss": running, "seconds": round(state["train_seconds"], 1),
+                                 **dev})
+        log(f"epoch {epoch}: loss {running:.4f} ({state['train_seconds']:.0f} s) "
+            + " ".join(f"{k} {v:.4f}" for k, v in dev.items() if "/" not in k))
         state["epoch"] = epoch
         if metric > state["best"]:
             state["best"], state["best_epoch"] = metric, epoch

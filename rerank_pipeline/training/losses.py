@@ -20,16 +20,12 @@ def _mean_over_lists(per_list: torch.Tensor, has_signal: torch.Tensor) -> torch.
     return (per_list * has_signal).sum() / n.clamp(min=1)
 
 
-def rpl_loss(f: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Ranking Probability Loss (CROSS-JEM, Eq. 2 with Corollary 2's normalisation).
-
-    With L_j = {k : y_k < y_j}: target ~y_j = sum_{k in L_j} y_k, score ~s_j = sum_{k in L_j} f_k, and the loss is
-    the cross entropy between ~y / sum(~y) and softmax(~s). With binary labels every ~y_j is 0 (a positive's L_j
-    holds only zero-labelled items, a negative's L_j is empty), so such a list has no signal: RPL needs graded or
-    real-valued targets, e.g. a pointwise teacher's scores.
-    """
+def _rpl(f: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, inclusive: bool) -> torch.Tensor:
     y = y.to(f.dtype)
-    below = (y[:, None, :] < y[:, :, None]) & mask[:, None, :] & mask[:, :, None]  # below[b, j, k]: k in L_j
+    pair = mask[:, None, :] & mask[:, :, None]
+    below = (y[:, None, :] < y[:, :, None]) & pair  # below[b, j, k]: k in L_j
+    if inclusive:
+        below = below | (torch.eye(y.shape[-1], dtype=torch.bool, device=y.device) & pair)
     below = below.to(f.dtype)
     y_tilde = torch.einsum("bjk,bk->bj", below, y * mask)
     s_tilde = torch.einsum("bjk,bk->bj", below, f.masked_fill(~mask, 0.0))
@@ -37,6 +33,24 @@ def rpl_loss(f: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tens
     p_target = torch.where(total > 0, y_tilde / total.clamp(min=1e-12), torch.zeros_like(y_tilde))
     per_list = -(p_target * _masked_log_softmax(s_tilde, mask)).sum(-1)
     return _mean_over_lists(per_list, total.squeeze(-1) > 0)
+
+
+def rpl_loss(f: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Ranking Probability Loss (CROSS-JEM, Eq. 2 with Corollary 2's normalisation), read literally.
+
+    With L_j = {k : y_k < y_j}: target ~y_j = sum_{k in L_j} y_k, score ~s_j = sum_{k in L_j} f_k, and the loss is
+    the cross entropy between ~y / sum(~y) and softmax(~s). With binary labels every ~y_j is 0 (a positive's L_j
+    holds only zero-labelled items, a negative's L_j is empty), so such a list has no signal: RPL needs graded or
+    real-valued targets, e.g. a pointwise teacher's scores. Item j's own logit never enters ~s_j, so the top
+    item gets no gradient at all (tests/test_losses.py).
+    """
+    return _rpl(f, y, mask, inclusive=False)
+
+
+def rpl_inclusive_loss(f: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """RPL with L_j = {k : y_k < y_j} plus j itself: each item's own target and logit count, like a Plackett-Luce
+    suffix sum (~s_j = f_j + the logits of everything ranked below j). Binary labels now carry signal too."""
+    return _rpl(f, y, mask, inclusive=True)
 
 
 def listnet_loss(f: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -61,4 +75,4 @@ def bce_loss(f: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tens
     return (per_item * mask).sum() / mask.sum().clamp(min=1)
 
 
-LOSSES = {"rpl": rpl_loss, "listnet": listnet_loss, "ce": softmax_ce_loss, "bce": bce_loss}
+LOSSES = {"rpl": rpl_loss, "rpl-inclusive": rpl_inclusive_loss, "listnet": listnet_loss, "ce": softmax_ce_loss, "bce": bce_loss}

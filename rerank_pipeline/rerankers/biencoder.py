@@ -1,0 +1,33 @@
+"""Zero-shot dual-encoder reranking: cosine between the query's and each candidate's sentence embedding.
+
+The baseline every trained reranker must beat on the same candidates (all-MiniLM-L6-v2 unless told otherwise).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..pipeline import Stage
+from ..retrievers.dense import encode
+from ..types import Hit, Queries, Run
+
+
+class BiEncoderReranker(Stage):
+    def __init__(self, encoder: str | None = None, batch_size: int = 128):
+        self.encoder, self.batch_size = encoder, batch_size
+        self.name = "MiniLM cosine" if encoder is None else f"cosine({encoder})"
+
+    def transform(self, queries: Queries, run: Run | None = None) -> Run:
+        if run is None or run.docs is None:
+            raise ValueError(f"{self.name} needs candidates with their texts (retriever >> reranker)")
+        qids = [q for q in run if run[q]]
+        q_emb = encode([queries[q] for q in qids], self.encoder, self.batch_size)
+        docids = [[h.docid for h in run[q]] for q in qids]
+        flat = [d for ds in docids for d in ds]
+        d_emb = encode(run.docs.texts(flat), self.encoder, self.batch_size)
+        owner = np.repeat(np.arange(len(qids)), [len(ds) for ds in docids])
+        scores = np.einsum("nd,nd->n", d_emb, q_emb[owner])
+        out, start = {}, 0
+        for q, ds in zip(qids, docids):
+            out[q] = [Hit(d, float(s)) for d, s in zip(ds, scores[start:start + len(ds)])]
+            start += len(ds)
+        return Run(out, run.docs)
