@@ -12,11 +12,11 @@ cd "$(dirname "$0")/.."
 D=${DATASETS:-../shared/datasets}
 OUT=${OUT:-runs}
 LISTS_PER_EPOCH=${LISTS_PER_EPOCH:-2500}
-EPOCHS=${EPOCHS:-2}
+EPOCHS=${EPOCHS:-1}
 SETS=""
 for s in wikiqa selqa trecqa twitter-url semeval-cqa-qa semeval-cqa-qq crowdflower amazon-google dbpedia-titles \
          nfcorpus scifact msmarco-dev-sample; do SETS="$SETS --data $D/$s"; done
-COMMON="$SETS --index-dir indexes/train --max-dev-lists ${MAX_DEV_LISTS:-25} --lists-per-epoch $LISTS_PER_EPOCH --epochs $EPOCHS"
+COMMON="$SETS --index-dir indexes/train --max-dev-lists ${MAX_DEV_LISTS:-15} --lists-per-epoch $LISTS_PER_EPOCH --epochs $EPOCHS"
 R=.venv/bin/rerank
 
 [ -f $OUT/teacher/model.safetensors ] || \

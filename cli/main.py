@@ -296,37 +296,14 @@ def evaluate(
     no_per_stage: bool = typer.Option(False, "--no-per-stage", help="Only each pipeline's final output."),
 ) -> None:
     """Evaluate pipelines, stages and runs against qrels, with paired significance tests against a baseline."""
-    from rerank_pipeline.config import open_pipeline
-    from rerank_pipeline.evaluation import EvaluationError, compare, experiment
-    from rerank_pipeline.index import Index, TextDocs
-    from rerank_pipeline.io import beir_qrels_path, read_qrels, read_queries, read_run
-    from rerank_pipeline.rerankers import CrossJEM, Reranker
+    from rerank_pipeline.evaluation.dataset import evaluate_dataset
+    from rerank_pipeline.index import Index
 
     try:
-        qrels = read_qrels(beir_qrels_path(dataset, split))
-        queries = read_queries(dataset / "queries.jsonl")
-        systems = {}
-        for path in runs:
-            systems[path.stem] = read_run(path)
-        if rerank_run is not None:
-            candidates = read_run(rerank_run)
-            candidates = type(candidates).from_sorted({q: h for q, h in candidates.items() if q in qrels})
-            needed = {h.docid for _, hits in candidates.items() for h in hits}
-            docs = TextDocs.from_corpus(dataset / "corpus.jsonl", needed)
-            model = CrossJEM.default() if reranker == "default" else Reranker.load(reranker)
-            systems[rerank_run.stem] = candidates
-            systems[f"{rerank_run.stem} >> {model.name}"] = model.rerank(queries, candidates, docs)
-        if index_name is not None:
-            idx = Index.open(index_name, index_dir)
-            pipes = {}
-            for cfg_path in configs or [None]:
-                pipe = open_pipeline(idx, cfg_path)
-                pipes[pipe.name] = pipe
-            piped = experiment(pipes, queries, qrels, metrics, per_stage=not no_per_stage, show_progress=True)
-            systems.update(piped.runs)
-        if not systems:
-            raise EvaluationError("nothing to evaluate: give --index (with --config), --run or --rerank-run")
-        result = compare(systems, qrels, metrics, baseline, judged_only, show_progress=True)
+        result = evaluate_dataset(dataset, split, index=Index.open(index_name, index_dir) if index_name else None,
+                                  configs=configs, runs=runs, rerank_run=rerank_run, reranker=reranker,
+                                  metrics=metrics, baseline=baseline, judged_only=judged_only,
+                                  per_stage=not no_per_stage, show_progress=True)
     except _known_errors() as e:  # EvaluationError is a ValueError, a missing split a FileNotFoundError
         _fail(str(e))
     _print_eval(result, f"{dataset.name} ({split}), {len(result.per_query[result.baseline])} queries")
@@ -337,9 +314,10 @@ def evaluate(
 
 @app.command()
 def distill(
-    teacher: Path = typer.Option(..., "--teacher", help="Teacher model dir (e.g. a trained pointwise model)."),
     data: List[Path] = typer.Option(..., "--data", help="BEIR-layout dataset dir or lists jsonl; repeatable."),
-    output: Path = typer.Option(..., "--output", "-o", help="Lists jsonl to write, teacher scores included."),
+    output: Path = typer.Option(..., "--output", "-o", help="Lists jsonl (.gz: compressed) to write, with teacher scores if --teacher."),
+    teacher: Optional[Path] = typer.Option(None, "--teacher", help="Teacher model dir; without one the lists are exported as they are."),
+    max_chars: Optional[int] = typer.Option(None, "--max-chars", min=16, help="Cut candidate texts to this many characters."),
     split: str = typer.Option("train", "--split"),
     index_dir: Optional[Path] = typer.Option(None, "--index-dir", help="Dataset indexes for BM25/dense candidates."),
     dense: bool = typer.Option(False, "--dense", help="Add dense top-k candidates."),
@@ -348,18 +326,20 @@ def distill(
     dense_k: int = typer.Option(20, "--dense-k", min=0),
     max_lists: Optional[int] = typer.Option(None, "--max-lists", min=1),
 ) -> None:
-    """Score training lists with a teacher once and save them, so students train on the scores many times."""
+    """Write training lists as jsonl, scored by a teacher when given (distil once, train many times; or carry the
+    lists to a machine without the datasets)."""
     from rerank_pipeline.rerankers import Reranker
     from rerank_pipeline.training import ListSpec, load_many, teacher_scores, write_lists_jsonl
 
     try:
         lists = load_many(data, split, ListSpec(given_k=given_k, bm25_k=bm25_k, dense_k=dense_k, max_lists=max_lists),
                           index_dir, dense)
-        teacher_scores(Reranker.load(teacher), lists)
-        write_lists_jsonl(lists, output)
+        if teacher is not None:
+            teacher_scores(Reranker.load(teacher), lists)
+        write_lists_jsonl(lists, output, max_chars)
     except _known_errors() as e:
         _fail(str(e))
-    console.print(f"wrote {len(lists)} lists with teacher scores to {output}")
+    console.print(f"wrote {len(lists)} lists{' with teacher scores' if teacher else ''} to {output}")
 
 
 class Mode(str, Enum):

@@ -97,3 +97,32 @@ def test_cli_eval_writes_reports(tmp_path):
     assert len(list((out / "runs").glob("*.trec"))) == 2 and (out / "per_query.csv").is_file()
     bad = CliRunner().invoke(app, ["eval", str(data), "--split", "dev", "--run", str(data / "runs" / "bm25.test.trec")])
     assert bad.exit_code == 1 and "no split 'dev' (have: test)" in bad.output
+
+
+def test_cli_eval_keeps_empty_documents_and_queries(tmp_path):
+    """A dataset with an empty document and an empty query is evaluated, with warnings, instead of refused."""
+    from conftest import write_jsonl
+
+    data = tmp_path / "set"
+    (data / "qrels").mkdir(parents=True)
+    write_jsonl(data / "corpus.jsonl", [{"_id": "d1", "text": "red shoes"}, {"_id": "d2", "text": ""},
+                                        {"_id": "d3", "text": "blue hat"}])
+    write_jsonl(data / "queries.jsonl", [{"_id": "q1", "text": "red shoes"}, {"_id": "q2", "text": " "}])
+    (data / "qrels" / "dev.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\nq2\td3\t1\n")
+    (data / "cands.trec").write_text("q1 Q0 d2 1 3 x\nq1 Q0 d1 2 2 x\nq1 Q0 d3 3 1 x\nq2 Q0 d3 1 1 x\n")
+    with pytest.warns(UserWarning, match="1 corpus record"):
+        result = CliRunner().invoke(app, ["eval", str(data), "--split", "dev", "--rerank-run", str(data / "cands.trec"),
+                                          "-m", "RR"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "cands >> crossjem" in result.output
+
+
+def test_cli_eval_adapts_the_default_config_to_a_bm25_only_index(tmp_path):
+    from rerank_pipeline.index import build_index
+
+    data = shared_dataset("cacm")
+    build_index(data / "corpus.jsonl", "cacm", tmp_path, dense=False, show_progress=False)
+    result = CliRunner().invoke(app, ["eval", str(data), "--split", "test", "--index", "cacm", "--index-dir",
+                                      str(tmp_path), "-m", "nDCG@10", "--no-per-stage"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "bm25" in result.output and "dense" not in result.output

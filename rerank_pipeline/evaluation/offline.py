@@ -215,9 +215,14 @@ def experiment(pipelines: Sequence[Stage] | Mapping[str, Stage], queries: Querie
     from tqdm.auto import tqdm
 
     named = dict(pipelines) if isinstance(pipelines, Mapping) else {p.name: p for p in pipelines}
-    topics = {q: queries[q] for q in qrels if q in queries}
+    topics = {q: queries[q] for q in qrels if q in queries and queries[q].strip()}
     if not topics:
         raise EvaluationError("no qrels query id has a query text")
+    empty = sum(1 for q in qrels if q in queries and not queries[q].strip())
+    if empty:
+        import warnings
+
+        warnings.warn(f"{empty} judged queries have empty text: not searched, scored 0", stacklevel=2)
     qids = list(topics)
     merged: dict[str, dict] = {}
     with tqdm(total=len(qids) * len(named), desc="queries", unit="q", disable=not show_progress) as bar:

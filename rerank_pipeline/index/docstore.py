@@ -91,10 +91,11 @@ class TextDocs:
 
     @classmethod
     def from_corpus(cls, path, only: set[str] | None = None) -> "TextDocs":
-        """The documents of a corpus file (validated like an index build), optionally just the ids in `only`."""
+        """The documents of a dataset's corpus file, optionally just the ids in `only`. Validated like an index
+        build, except that documents with empty text are kept (with a warning that counts them)."""
         from ..io import read_records
 
-        return cls({r.id: r.text for r in read_records(path).records if only is None or r.id in only})
+        return cls({r.id: r.text for r in read_records(path, allow_empty=True).records if only is None or r.id in only})
 
     def __contains__(self, docid: object) -> bool:
         return docid in self._texts

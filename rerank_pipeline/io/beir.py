@@ -33,7 +33,7 @@ class BeirDataset:
     def queries(self) -> dict[str, str]:
         from . import read_queries
 
-        return read_queries(self.path / "queries.jsonl")
+        return read_queries(self.path / "queries.jsonl", allow_empty=True)
 
     @property
     def corpus_path(self) -> Path:

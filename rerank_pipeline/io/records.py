@@ -55,6 +55,7 @@ class RecordSet:
     records: list[Record]
     skipped: list[Problem] = field(default_factory=list)
     sha256: str = ""
+    empty: int = 0  # records kept with empty text (allow_empty)
 
 
 def file_sha256(path: Path) -> str:
@@ -127,9 +128,12 @@ def read_records(
     id_field: str | None = None,
     text_field: str | None = None,
     skip_invalid: bool = False,
+    allow_empty: bool = False,
     what: str = "corpus",
 ) -> RecordSet:
-    """Read and validate id+text records. BEIR `title` is joined before `text` with a space, as BEIR tools do."""
+    """Read and validate id+text records. BEIR `title` is joined before `text` with a space, as BEIR tools do.
+    `allow_empty` keeps records with empty text (as ""), counted in `RecordSet.empty`: a dataset being evaluated
+    is read as it is, while an index build rejects them unless told to skip."""
     path = Path(path)
     if not path.is_file():
         raise InvalidInputError([Problem(str(path), 0, "", "file not found")], what)
@@ -146,6 +150,7 @@ def read_records(
 
     records: list[Record] = []
     first_line: dict[str, int] = {}
+    empty = 0
     for lineno, obj in rows:
         n_before = len(problems)
         idf = _pick(obj, id_field, ID_FIELDS)
@@ -171,7 +176,9 @@ def read_records(
             elif value.strip():
                 parts.append(value.strip())
         text = " ".join(parts)
-        if not text and len(problems) == n_before:
+        if not text and len(problems) == n_before and allow_empty:
+            empty += 1
+        elif not text and len(problems) == n_before:
             problems.append(Problem(str(path), lineno, tf or "/".join(TEXT_FIELDS[:2]), "empty text"))
         if len(problems) == n_before:
             first_line[doc_id] = lineno
@@ -181,4 +188,8 @@ def read_records(
         problems.append(Problem(str(path), 0, "", f"empty file: no {what} records"))
     if problems and (not skip_invalid or not records):
         raise InvalidInputError(problems, what)
-    return RecordSet(records, problems, file_sha256(path))
+    if empty:
+        import warnings
+
+        warnings.warn(f"{path}: {empty} {what} record(s) with empty text kept; they match nothing", stacklevel=2)
+    return RecordSet(records, problems, file_sha256(path), empty)

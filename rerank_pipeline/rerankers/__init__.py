@@ -14,7 +14,9 @@ DEFAULT_RERANKER_CONFIG: dict[str, Any] | None = (
 
 
 def load_reranker(spec: dict[str, Any]) -> Reranker:
-    return RERANKERS[spec["type"]].from_spec(spec)
+    """From a YAML `reranker:` block or the CLI: `model` is 'default' (the shipped model of `type`, CROSS-JEM when
+    no type is given) or a model directory, whose family is read from it (and must match `type` when one is given)."""
+    return (RERANKERS[spec["type"]] if "type" in spec else Reranker).from_spec(spec)
 
 
 __all__ = ["Reranker", "CrossJEM", "PointwiseCrossEncoder", "RERANKERS", "load_reranker", "DEFAULT_MODEL_DIR"]

@@ -92,7 +92,11 @@ class Reranker(Stage):
     def from_spec(cls, spec: dict[str, Any]) -> "Reranker":
         """From a YAML `reranker:` block: `model` is 'default' (the shipped model) or a model directory."""
         model = spec.get("model", "default")
-        return cls.default() if model == "default" else cls.load(model)
+        if model == "default":
+            from . import CrossJEM
+
+            return (CrossJEM if cls is Reranker else cls).default()
+        return cls.load(model)
 
     @classmethod
     def default(cls) -> "Reranker":

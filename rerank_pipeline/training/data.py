@@ -94,10 +94,17 @@ def build_lists(dataset: BeirDataset, split: str, spec: ListSpec, index=None) ->
     return lists
 
 
+def _open_text(path: Path, mode: str):
+    """Lists files may be gzip-compressed (`.gz`): what travels to a GPU machine must stay small."""
+    import gzip
+
+    return gzip.open(path, mode + "t", encoding="utf-8") if path.suffix == ".gz" else open(path, mode, encoding="utf-8")
+
+
 def load_jsonl_lists(path: str | Path) -> list[RankingList]:
     path = Path(path)
     lists, problems = [], []
-    with open(path, encoding="utf-8") as f:
+    with _open_text(path, "r") as f:
         for lineno, line in enumerate(f, start=1):
             if not line.strip():
                 continue
@@ -148,15 +155,16 @@ def qrels_of(lists: list[RankingList]) -> dict[str, dict[str, int]]:
     return {l.qid: {d: int(y) for d, y in zip(l.docids, l.labels)} for l in lists}
 
 
-def write_lists_jsonl(lists: list[RankingList], path: str | Path) -> None:
-    """The jsonl training format, teacher scores included: distil once, train many times."""
+def write_lists_jsonl(lists: list[RankingList], path: str | Path, max_chars: int | None = None) -> None:
+    """The jsonl training format (gzip when the name ends in .gz), teacher scores included: distil once, train
+    many times. `max_chars` cuts texts (a model reads at most a few hundred word pieces anyway)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
+    tmp = path.with_name(path.name + ".tmp" + path.suffix)
+    with _open_text(tmp, "w") as f:
         for l in lists:
-            cands = [{"id": d, "text": t, "label": float(y)} | ({"teacher_score": float(l.teacher[i])}
-                                                                 if l.teacher is not None else {})
+            cands = [{"id": d, "text": t[:max_chars], "label": float(y)}
+                     | ({"teacher_score": float(l.teacher[i])} if l.teacher is not None else {})
                      for i, (d, t, y) in enumerate(zip(l.docids, l.texts, l.labels))]
             f.write(json.dumps({"qid": l.qid, "query": l.query, "source": l.source, "candidates": cands}) + "\n")
     tmp.replace(path)

@@ -1,0 +1,35 @@
+"""Acceptance: the shipped reranker must beat the first stage it reranks, so a collapsed model can never ship.
+
+Fixed dev subsets (seed 0), candidates from the project's own BM25 over each set's corpus; the shipped model's
+scores, alone and as the default pipeline uses them (interpolated with BM25), against BM25's own order."""
+import ir_measures
+import numpy as np
+import pytest
+from ir_measures import nDCG
+
+from rerank_pipeline.config import default_config
+from rerank_pipeline.io.beir import BeirDataset
+from rerank_pipeline.rerankers import load_reranker
+from rerank_pipeline.rerankers.interpolate import Interpolate
+from rerank_pipeline.training.data import dataset_index
+from conftest import shared_dataset
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,split,margin", [("wikiqa", "dev", 0.05), ("amazon-google", "dev", 0.0),
+                                               ("scifact", "dev", 0.0)])
+def test_shipped_reranker_beats_bm25_on_a_fixed_dev_subset(name, split, margin, tmp_path_factory):
+    ds = BeirDataset(shared_dataset(name))
+    qrels = {q: r for q, r in ds.qrels(split).items() if any(v > 0 for v in r.values())}
+    qids = sorted(np.random.default_rng(0).choice(sorted(qrels), 60, replace=False).tolist())
+    qrels = {q: qrels[q] for q in qids}
+    idx = dataset_index(ds, tmp_path_factory.mktemp("ix"), dense=False)
+    bm25 = idx.bm25(30).search({q: ds.queries[q] for q in qids})
+    spec = default_config()["reranker"]
+    model = load_reranker(spec)
+    reranked = model.transform({q: ds.queries[q] for q in qids}, bm25)
+    shipped = Interpolate(model, spec.get("interpolate", 1.0)).mix(bm25, reranked)
+    score = {n: ir_measures.calc_aggregate([nDCG @ 10], qrels, run.to_dict())[nDCG @ 10]
+             for n, run in (("bm25", bm25), ("model", reranked), ("shipped", shipped))}
+    assert score["shipped"] > score["bm25"] + margin, score
+    assert score["model"] > score["bm25"], score
