@@ -366,7 +366,7 @@ def serve(
     """Serve search over HTTP: /search, /healthz, /metrics and a search page at /."""
     import uvicorn
 
-    from rerank_pipeline.evaluation.clicklog import ClickLog
+    from rerank_pipeline.serving.clicklog import ClickLog
     from rerank_pipeline.serving import Limits, create_app
 
     if (mode == Mode.single) != (config_b is None):

@@ -2,8 +2,8 @@
 __version__ = "0.1.0"
 
 from .index import Index, build_index  # noqa: E402
-from .pipeline import Stage  # noqa: E402
-from .retrievers import BM25, Dense, Fusion  # noqa: E402
+from .pipeline import Fusion, Stage  # noqa: E402
+from .retrievers import BM25, Dense  # noqa: E402
 from .types import Hit, Run  # noqa: E402
 
 _LAZY = {"CrossJEM": "rerankers", "PointwiseCrossEncoder": "rerankers", "Reranker": "rerankers",

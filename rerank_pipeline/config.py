@@ -102,7 +102,8 @@ def validate_config(cfg: Any, source: str = "config") -> None:
 
 def build_pipeline(cfg: dict[str, Any], index, reranker=None) -> Stage:
     """The Stage a config describes, over `index`. `reranker` overrides the config's reranker (e.g. a loaded model)."""
-    from .retrievers import BM25, Dense, Fusion
+    from .pipeline import Fusion
+    from .retrievers import BM25, Dense
 
     validate_config(cfg)
     kinds = {"bm25": BM25, "dense": Dense}

@@ -7,7 +7,9 @@ a run. `search(...)` is the entry point for many queries; calling a stage with o
 from __future__ import annotations
 
 import copy
+from typing import Sequence
 
+from .fusion import rrf, weighted
 from .types import Hit, Queries, QueryInput, Run, as_queries
 
 
@@ -31,8 +33,6 @@ class Stage:
         return Chain(self, other)
 
     def __or__(self, other: "Stage") -> "Stage":
-        from .retrievers.fusion import Fusion
-
         left = self.stages if isinstance(self, Fusion) and self.method == "rrf" else [self]
         right = other.stages if isinstance(other, Fusion) and other.method == "rrf" else [other]
         return Fusion(left + right)
@@ -84,3 +84,29 @@ class Cutoff(Stage):
     def trace(self, queries: Queries, run: Run | None = None) -> list[tuple[str, Run]]:
         steps = self.inner.trace(queries, run)
         return steps[:-1] + [(self.name, steps[-1][1].cut(self.k))]
+
+
+class Fusion(Stage):
+    """Runs each member on the same input and fuses their outputs."""
+
+    def __init__(self, stages: Sequence[Stage], method: str = "rrf", weights: Sequence[float] | None = None,
+                 rrf_k: int = 60, norm: str = "minmax"):
+        if method not in ("rrf", "weighted"):
+            raise ValueError(f"unknown fusion method '{method}' (use rrf or weighted)")
+        if weights is not None and len(weights) != len(stages):
+            raise ValueError(f"{len(weights)} weights for {len(stages)} stages")
+        self.stages, self.method, self.weights, self.rrf_k, self.norm = list(stages), method, weights, rrf_k, norm
+        self.name = f"{method}(" + ", ".join(s.name for s in self.stages) + ")"
+
+    def _fuse(self, runs: list[Run]) -> Run:
+        if self.method == "rrf":
+            return rrf(runs, self.rrf_k, self.weights)
+        return weighted(runs, self.weights, self.norm)
+
+    def transform(self, queries: Queries, run: Run | None = None) -> Run:
+        return self._fuse([s.transform(queries, run) for s in self.stages])
+
+    def trace(self, queries: Queries, run: Run | None = None) -> list[tuple[str, Run]]:
+        member_traces = [s.trace(queries, run) for s in self.stages]
+        steps = [step for t in member_traces for step in t]
+        return steps + [(self.name, self._fuse([t[-1][1] for t in member_traces]))]

@@ -118,9 +118,14 @@ class Run:
         return {q: {h.docid: h.score for h in hits} for q, hits in self.rankings.items()}
 
     def write_trec(self, path: str | Path, tag: str = "rerank-pipeline") -> None:
-        from .io.trec import write_run
-
-        write_run(self, path, tag)
+        """A TREC run file (`qid Q0 docid rank score tag`), written aside and renamed into place."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "w", encoding="utf-8") as f:
+            for qid, hits in self.items():
+                f.writelines(f"{qid} Q0 {h.docid} {rank} {h.score:.6f} {tag}\n" for rank, h in enumerate(hits, start=1))
+        tmp.replace(path)
 
     def __repr__(self) -> str:
         n = sum(len(h) for h in self.rankings.values())

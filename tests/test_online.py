@@ -1,6 +1,6 @@
 import random
 
-from rerank_pipeline.evaluation.interleaving import ab_bucket, credit, team_draft
+from rerank_pipeline.serving.interleaving import ab_bucket, credit, team_draft
 from rerank_pipeline.evaluation.simulator import ClickModel
 
 

@@ -4,7 +4,8 @@ import pytest
 
 from rerank_pipeline.config import ConfigError, build_pipeline, default_config, load_config
 from rerank_pipeline.pipeline import Chain, Cutoff, Retriever, Stage
-from rerank_pipeline.retrievers.fusion import Fusion, rrf, weighted
+from rerank_pipeline.fusion import rrf, weighted
+from rerank_pipeline.pipeline import Fusion
 from rerank_pipeline.types import Hit, Run
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"

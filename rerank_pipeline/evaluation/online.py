@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .clicklog import ClickLog
-from .interleaving import credit
+from ..serving.clicklog import ClickLog
+from ..serving.interleaving import credit
 
 
 def online_report(log_path: str | Path, quick_back_s: float = 10.0, ks: tuple[int, ...] = (1, 5, 10)) -> dict:

@@ -40,13 +40,7 @@ def read_run(path: str | Path) -> Run:
 
 
 def write_run(run: Run, path: str | Path, tag: str = "rerank-pipeline") -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for qid, hits in run.items():
-            f.writelines(f"{qid} Q0 {h.docid} {rank} {h.score:.6f} {tag}\n" for rank, h in enumerate(hits, start=1))
-    tmp.replace(path)
+    run.write_trec(path, tag)
 
 
 def read_qrels(path: str | Path) -> Qrels:

@@ -13,7 +13,7 @@ from typing import Mapping
 import numpy as np
 
 from ..pipeline import Stage
-from ..retrievers.fusion import weighted
+from ..fusion import weighted
 from ..types import Queries, Run
 
 

@@ -1,6 +1,5 @@
-"""First-stage retrievers and fusion."""
+"""First-stage retrievers (fusion of several is `Fusion`, in pipeline.py, built by `|`)."""
 from .bm25 import BM25
 from .dense import Dense
-from .fusion import Fusion, rrf, weighted
 
-__all__ = ["BM25", "Dense", "Fusion", "rrf", "weighted"]
+__all__ = ["BM25", "Dense"]

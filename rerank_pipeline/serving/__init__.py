@@ -1,5 +1,18 @@
-"""Serving: the HTTP app (API, metrics, search page), micro-batching, request limits."""
-from .app import Limits, create_app, run_timed
-from .batcher import MicroBatcher, Overloaded
+"""Serving: the HTTP app (API, metrics, search page), micro-batching, request limits, the click log and online
+experiments (A/B, team-draft interleaving). The app needs the `[serve]` extra; the click log and interleaving do
+not, so the offline report reads logs without FastAPI installed."""
+
+
+def __getattr__(name: str):
+    if name in ("Limits", "create_app", "run_timed"):
+        from . import app
+
+        return getattr(app, name)
+    if name in ("MicroBatcher", "Overloaded"):
+        from . import batcher
+
+        return getattr(batcher, name)
+    raise AttributeError(f"module 'rerank_pipeline.serving' has no attribute '{name}'")
+
 
 __all__ = ["Limits", "create_app", "run_timed", "MicroBatcher", "Overloaded"]

@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Sequence
 
-from ..evaluation.interleaving import ab_bucket, team_draft
+from .interleaving import ab_bucket, team_draft
 from ..pipeline import Chain, Cutoff, Stage
 from ..types import Queries, Run
 from .batcher import MicroBatcher, Overloaded

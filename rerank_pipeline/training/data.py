@@ -7,7 +7,7 @@ added for training; or a jsonl of `{"query", "candidates": [{"id" or "text", "la
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +25,7 @@ class RankingList:
     labels: np.ndarray                 # graded relevance, 0 when unjudged
     teacher: np.ndarray | None = None  # teacher probabilities in [0, 1]
     source: str = ""                   # the dataset it came from (mixing weights are per source)
+    token_ids: dict = field(default_factory=dict, repr=False, compare=False)  # (tokenizer, length) -> ids
 
 
 @dataclass

@@ -68,10 +68,9 @@ def teacher_scores(teacher: Reranker, lists: list[RankingList], show_progress: b
 def _item_ids(model: Reranker, l: RankingList) -> list[np.ndarray]:
     """The list's candidate ids for this model's tokenizer, tokenized once per list and kept on it."""
     key = (model.tokenizer.name_or_path, model.config["max_item_tokens"])
-    cache = l.__dict__.setdefault("_token_cache", {})
-    if key not in cache:
-        cache[key] = tokenize_ids(model.tokenizer, l.texts, model.config["max_item_tokens"])
-    return cache[key]
+    if key not in l.token_ids:
+        l.token_ids[key] = tokenize_ids(model.tokenizer, l.texts, model.config["max_item_tokens"])
+    return l.token_ids[key]
 
 
 def _targets(l: RankingList, cfg: TrainConfig) -> np.ndarray:

@@ -103,17 +103,15 @@ def pack(query_ids: Sequence[np.ndarray], candidates: Sequence[Sequence[np.ndarr
 
 @dataclass
 class Batch:
-    groups: list[Group]
     input_ids: torch.Tensor       # [B, L]
     attention_mask: torch.Tensor  # [B, L]
     token_type_ids: torch.Tensor  # [B, L]: 0 for [CLS] q [SEP], 1 for the union
     pool: torch.Tensor            # [B, N, L]: row-normalised selective-pooling weights
-    item_mask: torch.Tensor       # [B, N]: real candidates
     pos_index: torch.Tensor       # [B, N, T]: in-item positions of each candidate's pooled union tokens (-1 pad)
     col_index: torch.Tensor       # [B, N, T]: their positions in input_ids (0 where padded)
 
     def to(self, device) -> "Batch":
-        for name in ("input_ids", "attention_mask", "token_type_ids", "pool", "item_mask", "pos_index", "col_index"):
+        for name in ("input_ids", "attention_mask", "token_type_ids", "pool", "pos_index", "col_index"):
             setattr(self, name, getattr(self, name).to(device, non_blocking=True))
         return self
 
@@ -149,9 +147,8 @@ def collate(groups: Sequence[Group]) -> Batch:
         slot = np.arange(len(rows)) - np.searchsorted(rows, rows)  # rank of each token within its item
         pos_index[i, rows, slot] = g.item_token_pos[order]
         col_index[i, rows, slot] = g.item_cols[order]
-    return Batch(list(groups), torch.from_numpy(input_ids), torch.from_numpy(attention), torch.from_numpy(types),
-                 torch.from_numpy(pool), torch.from_numpy(item_mask), torch.from_numpy(pos_index),
-                 torch.from_numpy(col_index))
+    return Batch(torch.from_numpy(input_ids), torch.from_numpy(attention), torch.from_numpy(types),
+                 torch.from_numpy(pool), torch.from_numpy(pos_index), torch.from_numpy(col_index))
 
 
 def batches(groups: Sequence[Group], max_tokens: int, max_groups: int = 64) -> list[list[Group]]:

@@ -1,4 +1,5 @@
-"""Fusion of several stages' runs: reciprocal rank fusion, or weighted score fusion after per-query normalisation."""
+"""Fusing runs: reciprocal rank fusion, or weighted score fusion after per-query normalisation (pure functions over
+runs; the `Fusion` stage that `|` builds lives in pipeline.py)."""
 from __future__ import annotations
 
 from collections import defaultdict
@@ -6,8 +7,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..pipeline import Stage
-from ..types import Queries, Run
+from .types import Run
 
 
 def rrf(runs: Sequence[Run], k: int = 60, weights: Sequence[float] | None = None) -> Run:
@@ -46,29 +46,3 @@ def weighted(runs: Sequence[Run], weights: Sequence[float] | None = None, norm: 
         docids = set().union(*(m for m, _ in per_run))
         fused[qid] = {d: float(sum(w * m.get(d, floor) for (m, floor), w in zip(per_run, weights))) for d in docids}
     return Run.from_dict(fused, runs[0].docs if runs else None)
-
-
-class Fusion(Stage):
-    """Runs each member on the same input and fuses their outputs."""
-
-    def __init__(self, stages: Sequence[Stage], method: str = "rrf", weights: Sequence[float] | None = None,
-                 rrf_k: int = 60, norm: str = "minmax"):
-        if method not in ("rrf", "weighted"):
-            raise ValueError(f"unknown fusion method '{method}' (use rrf or weighted)")
-        if weights is not None and len(weights) != len(stages):
-            raise ValueError(f"{len(weights)} weights for {len(stages)} stages")
-        self.stages, self.method, self.weights, self.rrf_k, self.norm = list(stages), method, weights, rrf_k, norm
-        self.name = f"{method}(" + ", ".join(s.name for s in self.stages) + ")"
-
-    def _fuse(self, runs: list[Run]) -> Run:
-        if self.method == "rrf":
-            return rrf(runs, self.rrf_k, self.weights)
-        return weighted(runs, self.weights, self.norm)
-
-    def transform(self, queries: Queries, run: Run | None = None) -> Run:
-        return self._fuse([s.transform(queries, run) for s in self.stages])
-
-    def trace(self, queries: Queries, run: Run | None = None) -> list[tuple[str, Run]]:
-        member_traces = [s.trace(queries, run) for s in self.stages]
-        steps = [step for t in member_traces for step in t]
-        return steps + [(self.name, self._fuse([t[-1][1] for t in member_traces]))]
