@@ -8,7 +8,8 @@ from typing import List, Optional
 
 import typer
 from rich.console import Console
-from rich.table import Table
+
+from . import render
 
 app = typer.Typer(help="Retrieve-then-rank search: build indexes, search, rerank, evaluate.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -123,14 +124,7 @@ def search(
                           "results": [{"rank": r, "id": h.docid, "score": h.score, "text": t}
                                       for r, (h, t) in enumerate(zip(hits, texts), start=1)]}, indent=2))
         return
-    table = Table(title=f"{query!r} on {idx.name}  [{pipe.name}]", title_justify="left")
-    table.add_column("rank", justify="right")
-    table.add_column("id")
-    table.add_column("score", justify="right")
-    table.add_column("text", overflow="fold")
-    for r, (h, t) in enumerate(zip(hits, texts), start=1):
-        table.add_row(str(r), h.docid, f"{h.score:.4f}", t if len(t) <= 200 else t[:197] + "...")
-    console.print(table if hits else f"No results for {query!r}.")
+    console.print(render.hits(query, idx.name, pipe.name, hits, texts) if hits else f"No results for {query!r}.")
 
 
 @app.command()
@@ -142,23 +136,7 @@ def info(index_dir: Path = IndexDirOpt) -> None:
     if not found:
         console.print(f"No indexes under {index_dir}.")
         return
-    table = Table(title=f"Indexes in {index_dir}", title_justify="left")
-    from rich.markup import escape
-
-    from rerank_pipeline.index import Index
-
-    for col in ("name", "docs", "stages", "encoder", "faiss", "created", "corpus", "status"):
-        table.add_column(col, overflow="fold")
-    for path, manifest in found:
-        if isinstance(manifest, str):
-            table.add_row(path.name, "-", "", "", "", "", "", f"[red]{escape(manifest)}[/]")
-            continue
-        stale = Index(path, manifest).staleness()
-        table.add_row(manifest["name"], str(manifest["corpus"]["documents"]), ", ".join(manifest["stages"]),
-                      manifest["tokenizer"]["encoder"], manifest.get("dense", {}).get("faiss", "-"),
-                      manifest["created"], manifest["corpus"]["path"],
-                      f"[yellow]{escape(stale)}[/]" if stale else "ok")
-    console.print(table)
+    console.print(render.indexes(index_dir, found))
 
 
 @app.command()
@@ -173,7 +151,7 @@ def demo(
     index(corpus=corpus, name="demo", index_dir=index_dir, no_bm25=False, no_dense=False, faiss=FaissKind.flat,
           encoder=None, id_field=None, text_field=None, skip_invalid=False, rebuild_faiss=False)
     search(query=query, index_name="demo", index_dir=index_dir, config=None, k=10, as_json=False, queries=None,
-           output=None, no_rerank=False)
+           output=None, no_rerank=False, interpolate=None)
 
 
 class ModelKind(str, Enum):
@@ -247,36 +225,8 @@ def train(
                              teacher=Reranker.load(teacher) if teacher is not None else None)
     except _known_errors() as e:
         _fail(str(e))
-    table = Table(title=f"training {model.value} ({loss.value}) -> {output}; dev: judged-only, mean over datasets",
-                  title_justify="left")
-    shown = [k for k in state["history"][0] if k not in ("epoch", "train_loss", "seconds") and "/" not in k]
-    for col in ("epoch", "train loss", "seconds", *shown):
-        table.add_column(col, justify="right")
-    for h in state["history"]:
-        table.add_row(str(h["epoch"]), f"{h['train_loss']:.4f}", f"{h['seconds']:.0f}", *[f"{h[k]:.4f}" for k in shown])
-    console.print(table)
+    console.print(render.training(state, f"training {model.value} ({loss.value}) -> {output}"))
     console.print(f"best epoch {state['best_epoch']} ({state['config']['select_by']} {state['best']:.4f}) saved to {output}")
-
-
-def _print_eval(result, title: str) -> None:
-    table = Table(title=title, title_justify="left", caption="* p < 0.05 vs the baseline (randomization test, "
-                  "Holm-corrected); deltas are against the baseline row", caption_justify="left")
-    table.add_column("#", justify="right")
-    table.add_column("system", overflow="fold")
-    for m in result.metrics:
-        table.add_column(m, justify="right")
-    for i, (name, row) in enumerate(result.table.iterrows()):
-        cells = []
-        for m in result.metrics:
-            cell = f"{row[m]:.4f}"
-            if name != result.baseline:
-                star = "*" if row[f"{m} p(rand)"] < 0.05 else " "
-                cell += f" ({row[f'{m} delta']:+.4f}){star}"
-            cells.append(cell)
-        table.add_row(str(i), name + ("  [baseline]" if name == result.baseline else ""), *cells)
-    console.print(table)
-    for note in result.notes:
-        console.print(f"note: {note}", highlight=False)
 
 
 @app.command("eval")
@@ -306,7 +256,9 @@ def evaluate(
                                   per_stage=not no_per_stage, show_progress=True)
     except _known_errors() as e:  # EvaluationError is a ValueError, a missing split a FileNotFoundError
         _fail(str(e))
-    _print_eval(result, f"{dataset.name} ({split}), {len(result.per_query[result.baseline])} queries")
+    console.print(render.evaluation(result, f"{dataset.name} ({split}), {len(result.per_query[result.baseline])} queries"))
+    for note in result.notes:
+        console.print(f"note: {note}", highlight=False)
     if output_dir is not None:
         files = result.write(output_dir)
         console.print(f"wrote {len(files)} files to {output_dir}")
@@ -399,14 +351,8 @@ def online_report_cmd(
     if not log.is_file():
         _fail(f"{log}: no such click log")
     report = online_report(log, quick_back_s)
-    for title, frame in (("per system", report["systems"]), ("latency (ms) per stage", report["latency_ms"])):
-        table = Table(title=title, title_justify="left")
-        table.add_column("")
-        for col in frame.columns:
-            table.add_column(str(col), justify="right")
-        for name, row in frame.iterrows():
-            table.add_row(str(name), *[f"{v:.4f}" if isinstance(v, float) else str(v) for v in row.values])
-        console.print(table)
+    for title, key in (("per system", "systems"), ("latency (ms) per stage", "latency_ms")):
+        console.print(render.frame(title, report[key]))
     if "interleaving" in report:
         i = report["interleaving"]
         console.print(f"interleaving: A wins {i['A wins']}, B wins {i['B wins']}, ties {i['ties']}, "
@@ -452,23 +398,11 @@ def bench(
     except _known_errors() as e:
         _fail(str(e))
     rows = run_bench(sizes, queries, repeats, device, str(model) if model else None, texts)
-    head = ["items", "device", "queries", "CROSS-JEM ms/query", "pointwise ms/query", "speed-up",
-            "groups/query", "union tokens/group", "tokens/item"]
     source = corpus.parent.name if corpus else "synthetic titles"
-    table = Table(title=f"Reranker latency (median per query), BM25 candidates from {source}", title_justify="left")
-    for col in head:
-        table.add_column(col, justify="right")
-    cells = [[str(r.n_items), r.device, str(r.queries), f"{r.crossjem_ms:.1f}", f"{r.pointwise_ms:.1f}",
-              f"{r.speedup:.2f}x", f"{r.groups_per_query:.1f}", f"{r.union_tokens:.0f}", f"{r.item_tokens:.1f}"]
-             for r in rows]
-    for c in cells:
-        table.add_row(*c)
-    console.print(table)
+    console.print(render.bench(rows, source))
     if output:
         output.parent.mkdir(parents=True, exist_ok=True)
-        md = [f"Candidates: BM25 top-N from {source}.", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-        md += ["| " + " | ".join(c) + " |" for c in cells]
-        output.write_text("\n".join(md) + "\n")
+        output.write_text(render.bench_markdown(rows, source))
 
 
 if __name__ == "__main__":

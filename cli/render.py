@@ -1,0 +1,98 @@
+"""Rich tables for the CLI: every command's output shape in one place, no logic beyond formatting."""
+from __future__ import annotations
+
+from rich.markup import escape
+from rich.table import Table
+
+
+def _table(title: str, columns, justify: str = "right", **kw) -> Table:
+    table = Table(title=title, title_justify="left", **kw)
+    for col in columns:
+        table.add_column(col, justify=justify)
+    return table
+
+
+def hits(query: str, index_name: str, pipeline: str, hits, texts) -> Table:
+    table = Table(title=f"{query!r} on {index_name}  [{pipeline}]", title_justify="left")
+    table.add_column("rank", justify="right")
+    table.add_column("id")
+    table.add_column("score", justify="right")
+    table.add_column("text", overflow="fold")
+    for r, (h, t) in enumerate(zip(hits, texts), start=1):
+        table.add_row(str(r), h.docid, f"{h.score:.4f}", t if len(t) <= 200 else t[:197] + "...")
+    return table
+
+
+def indexes(index_dir, found) -> Table:
+    from rerank_pipeline.index import Index
+
+    table = Table(title=f"Indexes in {index_dir}", title_justify="left")
+    for col in ("name", "docs", "stages", "encoder", "faiss", "created", "corpus", "status"):
+        table.add_column(col, overflow="fold")
+    for path, manifest in found:
+        if isinstance(manifest, str):
+            table.add_row(path.name, "-", "", "", "", "", "", f"[red]{escape(manifest)}[/]")
+            continue
+        stale = Index(path, manifest).staleness()
+        table.add_row(manifest["name"], str(manifest["corpus"]["documents"]), ", ".join(manifest["stages"]),
+                      manifest["tokenizer"]["encoder"], manifest.get("dense", {}).get("faiss", "-"),
+                      manifest["created"], manifest["corpus"]["path"],
+                      f"[yellow]{escape(stale)}[/]" if stale else "ok")
+    return table
+
+
+def training(state: dict, title: str) -> Table:
+    shown = [k for k in state["history"][0] if k not in ("epoch", "train_loss", "seconds") and "/" not in k]
+    table = _table(title + "; dev: judged-only, mean over datasets", ("epoch", "train loss", "seconds", *shown))
+    for h in state["history"]:
+        table.add_row(str(h["epoch"]), f"{h['train_loss']:.4f}", f"{h['seconds']:.0f}", *[f"{h[k]:.4f}" for k in shown])
+    return table
+
+
+def evaluation(result, title: str) -> Table:
+    table = Table(title=title, title_justify="left", caption="* p < 0.05 vs the baseline (randomization test, "
+                  "Holm-corrected); deltas are against the baseline row", caption_justify="left")
+    table.add_column("#", justify="right")
+    table.add_column("system", overflow="fold")
+    for m in result.metrics:
+        table.add_column(m, justify="right")
+    for i, (name, row) in enumerate(result.table.iterrows()):
+        cells = []
+        for m in result.metrics:
+            cell = f"{row[m]:.4f}"
+            if name != result.baseline:
+                star = "*" if row[f"{m} p(rand)"] < 0.05 else " "
+                cell += f" ({row[f'{m} delta']:+.4f}){star}"
+            cells.append(cell)
+        table.add_row(str(i), name + ("  [baseline]" if name == result.baseline else ""), *cells)
+    return table
+
+
+def frame(title: str, df) -> Table:
+    table = _table(title, ["", *map(str, df.columns)])
+    for name, row in df.iterrows():
+        table.add_row(str(name), *[f"{v:.4f}" if isinstance(v, float) else str(v) for v in row.values])
+    return table
+
+
+BENCH_HEAD = ["items", "device", "queries", "CROSS-JEM ms/query", "pointwise ms/query", "speed-up",
+              "groups/query", "union tokens/group", "tokens/item"]
+
+
+def bench_cells(rows) -> list[list[str]]:
+    return [[str(r.n_items), r.device, str(r.queries), f"{r.crossjem_ms:.1f}", f"{r.pointwise_ms:.1f}",
+             f"{r.speedup:.2f}x", f"{r.groups_per_query:.1f}", f"{r.union_tokens:.0f}", f"{r.item_tokens:.1f}"]
+            for r in rows]
+
+
+def bench(rows, source: str) -> Table:
+    table = _table(f"Reranker latency (median per query), BM25 candidates from {source}", BENCH_HEAD)
+    for c in bench_cells(rows):
+        table.add_row(*c)
+    return table
+
+
+def bench_markdown(rows, source: str) -> str:
+    md = [f"Candidates: BM25 top-N from {source}.", "", "| " + " | ".join(BENCH_HEAD) + " |", "|" + "---|" * len(BENCH_HEAD)]
+    md += ["| " + " | ".join(c) + " |" for c in bench_cells(rows)]
+    return "\n".join(md) + "\n"
