@@ -3,13 +3,27 @@ import pytest
 import torch
 
 from rerank_pipeline.rerankers import CrossJEM, PointwiseCrossEncoder, Reranker
-from rerank_pipeline.rerankers.crossjem.packing import build_group, collate, group_candidates, pack
+from rerank_pipeline.rerankers.crossjem.packing import Group, collate, group_candidates, pack
 
 CLS, SEP = 101, 102
 
 
 def ids(*xs):
     return np.array(xs, dtype=np.int64)
+
+
+def build_group(query, query_ids, items, members, cls_id, sep_id) -> Group:
+    """One group laid out plainly with numpy (Algorithm 2's sorted union, Algorithm 1's mask): the reference the
+    compiled `pack` is checked against."""
+    lens = np.array([len(items[i]) for i in members])
+    toks = np.concatenate([items[i] for i in members]) if len(members) else np.zeros(0, np.int64)
+    union, inverse = np.unique(toks, return_inverse=True)
+    rows = np.repeat(np.arange(len(members)), lens)
+    token_pos = np.arange(len(toks)) - np.repeat(np.cumsum(lens) - lens, lens)
+    _, first = np.unique(rows * (len(union) + 1) + inverse, return_index=True)  # first occurrence per item
+    n_query = len(query_ids) + 2
+    input_ids = np.concatenate([[cls_id], query_ids, [sep_id], union]).astype(np.int64)
+    return Group(query, members, input_ids, n_query, rows[first], inverse[first] + n_query, token_pos[first])
 
 
 def test_group_input_and_pooling_matrix_follow_algorithms_1_and_2():
@@ -165,3 +179,68 @@ def test_shipped_model_reranks_the_default_pipeline(demo_index):
     payload = json.loads(result.stdout)
     assert payload["pipeline"].endswith(">> crossjem")
     assert all("patagonia" in r["text"].lower() for r in payload["results"][:3])
+
+
+def reference_groups(items, capacity):
+    """The grouping written plainly with Python sets (the pre-compiled implementation), for comparison."""
+    sets = [set(t.tolist()) for t in items]
+    if len(set().union(*sets) if sets else set()) <= capacity:
+        return [np.arange(len(items))]
+    unions, members = [], []
+    for i in sorted(range(len(items)), key=lambda i: -len(sets[i])):
+        best, best_new = -1, len(sets[i])
+        for g, u in enumerate(unions):
+            new = len(sets[i] - u)
+            if len(u) + new <= capacity and new < best_new:
+                best, best_new = g, new
+                if new == 0:
+                    break
+        if best < 0:
+            unions.append(set(sets[i]))
+            members.append([i])
+        else:
+            unions[best] |= sets[i]
+            members[best].append(i)
+    for g in sorted(range(len(unions)), key=lambda g: len(unions[g])):
+        if not members[g]:
+            continue
+        best, best_overlap = -1, -1
+        for h in range(len(unions)):
+            if h == g or not members[h]:
+                continue
+            overlap = len(unions[g] & unions[h])
+            if overlap > best_overlap and len(unions[g]) + len(unions[h]) - overlap <= capacity:
+                best, best_overlap = h, overlap
+        if best >= 0:
+            unions[best] |= unions[g]
+            members[best] += members[g]
+            unions[g], members[g] = set(), []
+    return [np.array(sorted(m)) for m in members if m]
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_compiled_grouping_equals_the_plain_algorithm(seed):
+    rng = np.random.default_rng(seed)
+    n, vocab = int(rng.integers(1, 300)), int(rng.integers(20, 3000))
+    items = [rng.integers(0, vocab, int(rng.integers(0, 40))) for _ in range(n)]
+    capacity = int(rng.integers(40, 300))
+    got, want = group_candidates(items, capacity), reference_groups(items, capacity)
+    assert [g.tolist() for g in got] == [g.tolist() for g in want]
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_pack_equals_the_plain_layout_of_each_group(seed):
+    rng = np.random.default_rng(100 + seed)
+    queries = [rng.integers(1000, 2000, int(rng.integers(1, 10))) for _ in range(3)]
+    lists = [[rng.integers(2000, 2000 + int(rng.integers(30, 2000)), int(rng.integers(1, 30)))
+              for _ in range(int(rng.integers(0, 120)))] for _ in range(3)]
+    capacity = int(rng.integers(40, 300))
+    got = pack(queries, lists, capacity, CLS, SEP)
+    want = [build_group(q, queries[q], lists[q], m, CLS, SEP)
+            for q in range(3) if len(lists[q]) for m in reference_groups(lists[q], capacity)]
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        assert g.query == w.query and g.n_query == w.n_query
+        assert g.items.tolist() == w.items.tolist() and g.input_ids.tolist() == w.input_ids.tolist()
+        triples = lambda x: sorted(zip(x.item_rows.tolist(), x.item_cols.tolist(), x.item_token_pos.tolist()))  # noqa: E731
+        assert triples(g) == triples(w)
