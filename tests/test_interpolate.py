@@ -6,7 +6,7 @@ from rerank_pipeline.config import ConfigError, open_pipeline, validate_config
 from rerank_pipeline.rerankers.biencoder import BiEncoderReranker
 from rerank_pipeline.rerankers.interpolate import Interpolate, fit_alpha
 from rerank_pipeline.types import Hit, Run
-from test_pipeline import Fixed, Negate
+from test_pipeline import Negate
 
 FIRST = Run({"q1": [Hit("a", 4.0), Hit("b", 3.0), Hit("c", 1.0)], "q2": [Hit("x", 2.0), Hit("y", 1.0)]})
 

@@ -1,6 +1,5 @@
 """Training lists from a BEIR directory (given run + the project's BM25 + judged positives), the held-out dev
 split, dataset mixing, sampling and on-the-fly teacher scores."""
-import json
 from collections import Counter
 
 import numpy as np
