@@ -314,6 +314,7 @@ def serve(
     max_batch: int = typer.Option(16, "--max-batch", min=1, help="Requests per micro-batch."),
     max_wait_ms: float = typer.Option(5.0, "--max-wait-ms", min=0.0, help="Wait to fill a micro-batch."),
     max_queue: int = typer.Option(256, "--max-queue", min=1, help="Waiting requests before answering 429."),
+    queue_deadline_ms: float = typer.Option(1000.0, "--queue-deadline-ms", min=1.0, help="Answer 429 at once when a request would wait longer."),
 ) -> None:
     """Serve search over HTTP: /search, /healthz, /metrics and a search page at /."""
     import uvicorn
@@ -331,7 +332,8 @@ def serve(
         for pipe in systems.values():
             pipe.search(["warm up"])  # load models before the first request
         application = create_app(idx, systems, mode.value, Limits(max_k=max_k, max_batch=max_batch,
-                                                                   max_wait_ms=max_wait_ms, max_queue=max_queue),
+                                                                   max_wait_ms=max_wait_ms, max_queue=max_queue,
+                                                                   queue_deadline_ms=queue_deadline_ms),
                                  ClickLog(log) if log else None)
     except _known_errors() as e:
         _fail(str(e))

@@ -6,6 +6,7 @@ answers 429. With two pipelines it runs an online experiment: A/B by session has
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import time
 import uuid
@@ -13,10 +14,10 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Sequence
 
-from .interleaving import ab_bucket, team_draft
 from ..pipeline import Chain, Cutoff, Stage
 from ..types import Queries, Run
 from .batcher import MicroBatcher, Overloaded
+from .interleaving import ab_bucket, team_draft
 from .page import SEARCH_PAGE
 
 
@@ -29,6 +30,7 @@ class Limits:
     max_batch: int = 16          # requests per micro-batch
     max_wait_ms: float = 5.0
     max_queue: int = 256
+    queue_deadline_ms: float = 1000.0  # refuse (429) a request expected to wait longer
 
 
 def run_timed(stage: Stage, queries: Queries) -> tuple[Run, dict[str, float]]:
@@ -76,7 +78,8 @@ def create_app(index, systems: dict[str, Stage], mode: str = "single", limits: L
                 out[i] = (run.rankings.get(str(i), [])[: items[i][2]], timings)
         return out
 
-    batcher = MicroBatcher(search_batch, limits.max_batch, limits.max_wait_ms, limits.max_queue)
+    batcher = MicroBatcher(search_batch, limits.max_batch, limits.max_wait_ms, limits.max_queue,
+                           limits.queue_deadline_ms)
 
     @asynccontextmanager
     async def lifespan(app):
@@ -130,7 +133,7 @@ def create_app(index, systems: dict[str, Stage], mode: str = "single", limits: L
         try:
             return await asyncio.gather(*(batcher.submit(i) for i in items))
         except Overloaded as e:
-            raise HTTPException(429, str(e), headers={"Retry-After": "1"}) from None
+            raise HTTPException(429, str(e), headers={"Retry-After": str(max(1, math.ceil(e.retry_after_s)))}) from None
 
     @app.get("/search")
     async def search(q: str = Query(..., max_length=100_000), k: int = Query(10, ge=1),

@@ -1,5 +1,9 @@
 """Micro-batching: concurrent requests are gathered (up to max_batch, or max_wait) and run as one batch call, so
-the reranker scores many queries' candidates per encoder pass. A full queue refuses work instead of collapsing."""
+the reranker scores many queries' candidates per encoder pass.
+
+Admission control: a request is refused at once (Overloaded, with a retry-after) when the queue is full, or when
+its expected wait (batches ahead of it x the recent batch time) passes the queue deadline; accepted requests thus
+keep a bounded latency under any load instead of all queueing without bound."""
 from __future__ import annotations
 
 import asyncio
@@ -7,15 +11,25 @@ from typing import Any, Callable, Sequence
 
 
 class Overloaded(Exception):
-    pass
+    def __init__(self, message: str, retry_after_s: float = 1.0):
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class MicroBatcher:
     def __init__(self, fn: Callable[[Sequence[Any]], Sequence[Any]], max_batch: int = 16, max_wait_ms: float = 5.0,
-                 max_queue: int = 256):
+                 max_queue: int = 256, queue_deadline_ms: float = 1000.0):
         self.fn, self.max_batch, self.max_wait, self.max_queue = fn, max_batch, max_wait_ms / 1000, max_queue
+        self.deadline = queue_deadline_ms / 1000
+        self.batch_seconds = 0.0  # moving average of one batch call
+        self._running = 0         # requests in the batch being computed
         self._queue: asyncio.Queue | None = None
         self._worker: asyncio.Task | None = None
+
+    def expected_wait(self) -> float:
+        """Seconds a request submitted now would wait: the batch running now plus the full batches ahead of it."""
+        ahead = self._queue.qsize() + self._running
+        return (ahead // self.max_batch + (1 if ahead else 0)) * self.batch_seconds
 
     async def start(self) -> None:
         self._queue = asyncio.Queue()
@@ -27,7 +41,11 @@ class MicroBatcher:
 
     async def submit(self, item: Any) -> Any:
         if self._queue.qsize() >= self.max_queue:
-            raise Overloaded(f"queue full ({self.max_queue} waiting)")
+            raise Overloaded(f"queue full ({self.max_queue} waiting)", max(1.0, self.expected_wait()))
+        wait = self.expected_wait()
+        if wait > self.deadline:
+            raise Overloaded(f"expected wait {wait * 1000:.0f} ms is over the {self.deadline * 1000:.0f} ms queue "
+                             f"deadline", wait)
         future = asyncio.get_running_loop().create_future()
         await self._queue.put((item, future))
         return await future
@@ -45,8 +63,12 @@ class MicroBatcher:
                     batch.append(await asyncio.wait_for(self._queue.get(), timeout))
                 except asyncio.TimeoutError:
                     break
+            self._running = len(batch)
+            started = loop.time()
             try:
                 results = await loop.run_in_executor(None, self.fn, [item for item, _ in batch])
+                took = loop.time() - started
+                self.batch_seconds = took if not self.batch_seconds else 0.8 * self.batch_seconds + 0.2 * took
                 for (_, future), result in zip(batch, results):
                     if not future.done():
                         future.set_result(result)
@@ -54,3 +76,5 @@ class MicroBatcher:
                 for _, future in batch:
                     if not future.done():
                         future.set_exception(e)
+            finally:
+                self._running = 0

@@ -1,0 +1,53 @@
+"""Admission control: under overload, requests that would wait past the queue deadline are refused at once, so the
+accepted ones keep a bounded wait."""
+import asyncio
+import time
+
+import pytest
+
+from rerank_pipeline.serving.batcher import MicroBatcher, Overloaded
+
+
+def slow_batch(items):
+    time.sleep(0.1)  # one batch call
+    return [x * 2 for x in items]
+
+
+def test_deadline_refuses_early_and_bounds_accepted_waits():
+    async def scenario():
+        batcher = MicroBatcher(slow_batch, max_batch=2, max_wait_ms=1, queue_deadline_ms=300)
+        await batcher.start()
+        assert await batcher.submit(1) == 2   # first call measures the batch time (~0.1 s)
+
+        async def one(i):
+            start = time.perf_counter()
+            try:
+                return i, await batcher.submit(i), time.perf_counter() - start
+            except Overloaded as e:
+                return i, e, time.perf_counter() - start
+
+        out = await asyncio.gather(*(one(i) for i in range(40)))
+        await batcher.stop()
+        return out
+
+    out = asyncio.run(scenario())
+    accepted = [(i, r, t) for i, r, t in out if not isinstance(r, Overloaded)]
+    refused = [(i, r, t) for i, r, t in out if isinstance(r, Overloaded)]
+    assert all(r == 2 * i for i, r, _ in accepted)
+    assert 4 <= len(accepted) <= 12 and len(refused) >= 28          # ~3 batches of 2 fit in 300 ms
+    assert max(t for _, _, t in refused) < 0.05                      # refused at once, not after waiting
+    assert max(t for _, _, t in accepted) < 0.3 + 0.25               # deadline plus about one batch
+    assert all(e.retry_after_s > 0.3 for _, e, _ in refused)
+
+
+def test_full_queue_is_refused():
+    async def scenario():
+        batcher = MicroBatcher(slow_batch, max_batch=1, max_wait_ms=1, max_queue=2, queue_deadline_ms=1e6)
+        await batcher.start()
+        results = await asyncio.gather(*(batcher.submit(i) for i in range(6)), return_exceptions=True)
+        await batcher.stop()
+        return results
+
+    results = asyncio.run(scenario())
+    assert sum(isinstance(r, Overloaded) for r in results) >= 2
+    assert [r for r in results if not isinstance(r, Exception)] == [2 * i for i in range(6) if not isinstance(results[i], Exception)]
