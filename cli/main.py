@@ -25,7 +25,7 @@ class FaissKind(str, Enum):
     ivfpq = "ivfpq"
 
 
-def _fail(message: str, code: int = 1) -> None:
+def _fail(message: str, code: int = 2) -> None:
     from rich.markup import escape
 
     err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)

@@ -96,7 +96,7 @@ def test_cli_eval_writes_reports(tmp_path):
     assert (out / "metric_per_system.png").stat().st_size > 1000
     assert len(list((out / "runs").glob("*.trec"))) == 2 and (out / "per_query.csv").is_file()
     bad = CliRunner().invoke(app, ["eval", str(data), "--split", "dev", "--run", str(data / "runs" / "bm25.test.trec")])
-    assert bad.exit_code == 1 and "no split 'dev' (have: test)" in bad.output
+    assert bad.exit_code == 2 and "no split 'dev' (have: test)" in bad.output
 
 
 def test_cli_eval_keeps_empty_documents_and_queries(tmp_path):

@@ -83,7 +83,7 @@ runner = CliRunner()
 def test_cli_invalid_corpus_reports_all_and_writes_nothing(tmp_path):
     bad = write_jsonl(tmp_path / "bad.jsonl", [{"id": "a", "text": "ok"}, "{oops", {"id": "a", "text": "dup"}])
     result = runner.invoke(app, ["index", str(bad), "--name", "x", "--index-dir", str(tmp_path / "ix"), "--no-dense"])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert f"{bad}:2" in result.output and f"{bad}:3: field 'id'" in result.output
     assert not (tmp_path / "ix" / "x").exists()
     result = runner.invoke(app, ["index", str(bad), "--name", "x", "--index-dir", str(tmp_path / "ix"),
@@ -112,7 +112,7 @@ def test_cli_search_table_json_batch_and_info(tmp_path, demo_index):
     result = runner.invoke(app, ["info", "--index-dir", ix], env={"COLUMNS": "300"})
     assert result.exit_code == 0 and "demo" in result.output and "bm25, dense" in result.output
     result = runner.invoke(app, ["search", "x", "--index", "nope", "--index-dir", ix])
-    assert result.exit_code == 1 and "no index at" in result.output
+    assert result.exit_code == 2 and "no index at" in result.output
 
 
 def test_stale_index_is_reported(tmp_path):

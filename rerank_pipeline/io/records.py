@@ -47,7 +47,10 @@ class InvalidInputError(ValueError):
         self.problems = problems
         shown = "\n".join(f"  {p}" for p in problems[:20])
         more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
-        super().__init__(f"{len(problems)} problem(s) in {what}:\n{shown}{more}")
+        if len(problems) == 1:
+            super().__init__(str(problems[0]))
+        else:
+            super().__init__(f"{len(problems)} problem(s) in {what}:\n{shown}{more}")
 
 
 @dataclass
@@ -66,9 +69,23 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _open_bytes(path: Path):
+    """The file's bytes, gunzipped when the name ends in .gz."""
+    import gzip
+
+    return gzip.open(path, "rb") if path.suffix.lower() == ".gz" else open(path, "rb")
+
+
+def _format_suffix(path: Path) -> str:
+    """`.jsonl` for both `x.jsonl` and `x.jsonl.gz`."""
+    return Path(path.stem).suffix.lower() if path.suffix.lower() == ".gz" else path.suffix.lower()
+
+
 def _rows_jsonl(path: Path, problems: list[Problem]) -> Iterator[tuple[int, dict]]:
-    with open(path, "rb") as f:
+    with _open_bytes(path) as f:
         for lineno, raw in enumerate(f, start=1):
+            if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte order mark
+                raw = raw[3:]
             if not raw.strip():
                 continue
             try:
@@ -88,13 +105,15 @@ def _rows_jsonl(path: Path, problems: list[Problem]) -> Iterator[tuple[int, dict
 
 
 def _rows_delimited(path: Path, problems: list[Problem]) -> Iterator[tuple[int, dict]]:
+    with _open_bytes(path) as f:
+        data = f.read()
     try:
-        content = path.read_bytes().decode("utf-8")
+        content = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        line = path.read_bytes()[: e.start].count(b"\n") + 1
+        line = data[: e.start].count(b"\n") + 1
         problems.append(Problem(str(path), line, "", f"invalid UTF-8 at byte {e.start}"))
         return
-    delimiter = "," if path.suffix.lower() == ".csv" else "\t"
+    delimiter = "," if _format_suffix(path) == ".csv" else "\t"
     reader = csv.DictReader(io.StringIO(content, newline=""), delimiter=delimiter)
     for row in reader:
         lineno = reader.line_num
@@ -138,7 +157,7 @@ def read_records(
     if not path.is_file():
         raise InvalidInputError([Problem(str(path), 0, "", "file not found")], what)
     problems: list[Problem] = []
-    suffix = path.suffix.lower()
+    suffix = _format_suffix(path)
     if suffix in (".jsonl", ".json", ".ndjson"):
         rows = _rows_jsonl(path, problems)
     elif suffix in (".tsv", ".csv", ".txt"):

@@ -56,20 +56,29 @@ class Reranker(Stage):
 
     @classmethod
     def load(cls, path: str | Path, device: str | None = None) -> "Reranker":
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
         from . import RERANKERS
 
         path = Path(path)
+        for name in (CONFIG_FILE, "config.json", "model.safetensors"):
+            if not (path / name).is_file():
+                raise FileNotFoundError(f"{path} is not a reranker model directory ({name} missing)")
         try:
             config = json.loads((path / CONFIG_FILE).read_text())
-        except FileNotFoundError:
-            raise FileNotFoundError(f"{path} is not a reranker model directory ({CONFIG_FILE} missing)") from None
-        family = RERANKERS.get(config.get("kind"))
+        except (ValueError, UnicodeDecodeError) as e:
+            raise ValueError(f"{path / CONFIG_FILE}: not valid JSON ({e})") from None
+        family = RERANKERS.get(config.get("kind")) if isinstance(config, dict) else None
         if family is None or (cls is not Reranker and not issubclass(family, cls)):
-            raise ValueError(f"{path} holds a '{config.get('kind')}' model, not {cls.kind}")
+            kind = config.get("kind") if isinstance(config, dict) else None
+            raise ValueError(f"{path / CONFIG_FILE}: field 'kind': {kind!r} is not "
+                             + (cls.kind if cls is not Reranker else f"one of {sorted(RERANKERS)}"))
+        try:
+            state = {k: v.float() for k, v in load_file(path / "model.safetensors").items()}
+        except (SafetensorError, OSError) as e:  # truncated or foreign file
+            raise ValueError(f"{path / 'model.safetensors'}: not a readable safetensors file ({e})") from None
         network = family.build_network(load_encoder(str(path), pretrained=False), config)
-        state = {k: v.float() for k, v in load_file(path / "model.safetensors").items()}
         network.load_state_dict(state, strict=True)
         return family(network, load_tokenizer(str(path)), config, device)
 
