@@ -53,6 +53,7 @@ def create_app(index, systems: dict[str, Stage], mode: str = "single", limits: L
                click_log=None, seed: int = 0):
     """`systems` maps 'A' (and 'B' for experiments) to pipelines; `mode` is single, ab or interleave."""
     from fastapi import Body, FastAPI, HTTPException, Query, Request
+    from fastapi.exceptions import RequestValidationError
     from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
     from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
@@ -88,6 +89,13 @@ def create_app(index, systems: dict[str, Stage], mode: str = "single", limits: L
         await batcher.stop()
 
     app = FastAPI(title="rerank-pipeline", lifespan=lifespan)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # The default handler echoes the input, which may not be JSON-encodable (Infinity, NaN): answer 422
+        # with where and what only.
+        return JSONResponse({"detail": [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", ""))}
+                                        for e in exc.errors()]}, status_code=422)
 
     @app.middleware("http")
     async def cap_body(request: Request, call_next):
@@ -173,7 +181,7 @@ def create_app(index, systems: dict[str, Stage], mode: str = "single", limits: L
         if click_log is None:
             raise HTTPException(404, "click logging is off (start the server with --log)")
         rid, docid, dwell = body.get("request_id"), body.get("id"), body.get("dwell_s")
-        if not isinstance(rid, str) or not isinstance(docid, str) or not isinstance(dwell, (int, float)) or dwell < 0:
+        if not isinstance(rid, str) or not isinstance(docid, str) or not isinstance(dwell, (int, float)) or not math.isfinite(dwell) or dwell < 0:
             raise HTTPException(422, "'request_id', 'id' (strings) and 'dwell_s' (seconds >= 0) are required")
         if not click_log.returned(rid, docid, float(dwell)):
             raise HTTPException(404, "no such click")
