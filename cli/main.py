@@ -71,7 +71,7 @@ def index(
     for p in skipped[:20]:
         err.print(f"skipped {p}", highlight=False, markup=False, soft_wrap=True)
     if skipped:
-        err.print(f"[yellow]{len(skipped)} invalid record(s) skipped[/]")
+        err.print(f"[yellow]{len(skipped)} invalid record(s) skipped[/] (all listed in {idx.path / 'skipped.tsv'})")
     console.print(f"Indexed {idx.manifest['corpus']['documents']} documents into [bold]{idx.path}[/] "
                   f"({', '.join(idx.stages)}).")
 

@@ -91,6 +91,8 @@ def test_cli_invalid_corpus_reports_all_and_writes_nothing(tmp_path):
     assert result.exit_code == 0, result.output
     assert "2 invalid record(s) skipped" in result.output
     assert Index.open("x", tmp_path / "ix").manifest["corpus"]["skipped"] == 2
+    report = (tmp_path / "ix" / "x" / "skipped.tsv").read_text().splitlines()
+    assert len(report) == 3 and report[2].split("\t")[1:3] == ["3", "id"]
 
 
 def test_cli_search_table_json_batch_and_info(tmp_path, demo_index):

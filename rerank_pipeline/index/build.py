@@ -24,6 +24,7 @@ from .docstore import write_docstore
 from .store import DEFAULT_INDEX_DIR, FORMAT_VERSION, MANIFEST, Index
 
 ENCODE_CHUNK = 4096
+SKIPPED_REPORT = "skipped.tsv"
 
 
 @contextmanager
@@ -143,6 +144,9 @@ def build_index(
         "stages": stages,
         **manifest_stages,
     }
+    if records.skipped:  # --skip-invalid: what was left out, one line per problem, kept with the index
+        (work / SKIPPED_REPORT).write_text("file\tline\tfield\tproblem\n" + "".join(
+            f"{p.path}\t{p.line}\t{p.field}\t{p.message}\n" for p in records.skipped))
     (work / MANIFEST).write_text(json.dumps(manifest, indent=2))
     _swap_into_place(work, target)
     return Index.open(target), records.skipped
