@@ -27,6 +27,8 @@ class BenchRow:
     queries: int
     crossjem_ms: float
     pointwise_ms: float
+    peer_ms: float            # sentence-transformers CrossEncoder, same weights as pointwise, tokenization included
+    packing_ms: float         # CROSS-JEM's CPU-side packing alone (part of crossjem_ms)
     groups_per_query: float
     union_tokens: float
     item_tokens: float
@@ -65,11 +67,24 @@ def _time(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
+def _peer(pointwise: PointwiseCrossEncoder, tmp: str):
+    """sentence-transformers' CrossEncoder over the pointwise model's own weights (the peer users would pick)."""
+    from sentence_transformers import CrossEncoder
+
+    pointwise.export_hf(tmp)
+    max_length = pointwise.config["max_query_tokens"] + pointwise.config["max_item_tokens"] + 3
+    return CrossEncoder(tmp, max_length=max_length, device=pointwise.device)
+
+
 def run_bench(sizes: Sequence[int] = (100, 700), queries: int = 5, repeats: int = 3, device: str | None = None,
               model_dir: str | None = None, corpus: Sequence[str] | None = None) -> list[BenchRow]:
+    import tempfile
+
     crossjem = CrossJEM.load(model_dir, device) if model_dir else CrossJEM.from_encoder(device=device)
     pointwise = PointwiseCrossEncoder.from_encoder(device=crossjem.device)
     pointwise.network.encoder.load_state_dict(crossjem.network.encoder.state_dict())  # the same encoder weights
+    with tempfile.TemporaryDirectory() as tmp:
+        peer = _peer(pointwise, tmp)
     rows = []
     for n in sizes:
         texts, lists = candidate_lists(n, queries, corpus)
@@ -78,14 +93,20 @@ def run_bench(sizes: Sequence[int] = (100, 700), queries: int = 5, repeats: int 
         # Tokenization happens at index time in the pipeline: time the models on token ids only.
         for q, c in zip(q_ids[:1], items[:1]):  # warm-up
             crossjem.score_ids([q], [c]), pointwise.score_ids([q], [c])
-        cj, pw = [], []
-        for q, c in zip(q_ids, items):
+        peer.predict([(texts[0], d) for d in lists[0]], batch_size=128, show_progress_bar=False)
+        cj, pw, st, pk = [], [], [], []
+        packed = lambda q, c: pack([q], [crossjem.truncate_items(c)], crossjem.config["union_capacity"],  # noqa: E731
+                                   crossjem.tokenizer.cls_token_id, crossjem.tokenizer.sep_token_id)
+        for q, c, text, docs in zip(q_ids, items, texts, lists):
             cj.append(_time(lambda: crossjem.score_ids([q], [c]), repeats))
             pw.append(_time(lambda: pointwise.score_ids([q], [c]), repeats))
-        groups = [pack([q], [crossjem.truncate_items(c)], crossjem.config["union_capacity"],
-                       crossjem.tokenizer.cls_token_id, crossjem.tokenizer.sep_token_id) for q, c in zip(q_ids, items)]
+            st.append(_time(lambda: peer.predict([(text, d) for d in docs], batch_size=128,
+                                                 show_progress_bar=False), repeats))
+            pk.append(_time(lambda: packed(q, c), repeats))
+        groups = [packed(q, c) for q, c in zip(q_ids, items)]
         rows.append(BenchRow(
             n, crossjem.device, len(q_ids), 1000 * statistics.median(cj), 1000 * statistics.median(pw),
+            1000 * statistics.median(st), 1000 * statistics.median(pk),
             float(np.mean([len(g) for g in groups])),
             float(np.mean([len(x.input_ids) - x.n_query for g in groups for x in g])),
             float(np.mean([len(t) for c in items for t in c])),

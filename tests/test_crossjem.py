@@ -161,6 +161,7 @@ def test_bench_command_reports_both_models(tmp_path):
     assert result.exit_code == 0, result.output
     row = out.read_text().splitlines()[4].split("|")
     assert row[1].strip() == "30" and float(row[4]) > 0 and float(row[5]) > 0 and row[6].strip().endswith("x")
+    assert float(row[7]) > 0 and 0 < float(row[8].strip().rstrip("%")) < 100
 
 
 def test_shipped_model_reranks_the_default_pipeline(demo_index):
@@ -244,3 +245,16 @@ def test_pack_equals_the_plain_layout_of_each_group(seed):
         assert g.items.tolist() == w.items.tolist() and g.input_ids.tolist() == w.input_ids.tolist()
         triples = lambda x: sorted(zip(x.item_rows.tolist(), x.item_cols.tolist(), x.item_token_pos.tolist()))  # noqa: E731
         assert triples(g) == triples(w)
+
+
+def test_pointwise_export_scores_the_same_in_sentence_transformers(tiny_encoder, tmp_path):
+    from sentence_transformers import CrossEncoder
+
+    torch.manual_seed(3)
+    model = PointwiseCrossEncoder.from_encoder(tiny_encoder, device="cpu")
+    torch.nn.init.normal_(model.network.head.weight)
+    model.export_hf(tmp_path / "hf")
+    docs = ["patagonia store tokyo japan", "flights to lima", "japan rail pass"]
+    ours = [r["score"] for r in sorted(model.rank("patagonia japan", docs), key=lambda r: r["corpus_id"])]
+    peer = CrossEncoder(str(tmp_path / "hf"), device="cpu", activation_fn=torch.nn.Identity())
+    np.testing.assert_allclose(peer.predict([("patagonia japan", d) for d in docs]), ours, rtol=1e-3, atol=1e-4)

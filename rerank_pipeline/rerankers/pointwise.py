@@ -34,6 +34,29 @@ class PointwiseCrossEncoder(Reranker):
     def build_network(cls, encoder: nn.Module, config: dict[str, Any]) -> nn.Module:
         return PointwiseNetwork(encoder)
 
+    def export_hf(self, path, pooler_scale: float = 1e-3) -> None:
+        """Write this model as a Hugging Face `BertForSequenceClassification` directory (one logit), which
+        sentence-transformers' `CrossEncoder` and `AutoModelForSequenceClassification` load as they are.
+
+        That class scores tanh(W_p h + b_p) through its classifier, where this model reads h ([CLS]) directly:
+        with W_p = s * I, b_p = 0 and the classifier divided by s, tanh(s h) / s = h (1 - (s h)^2 / 3 + ...), the
+        same logits to about 1e-5 relative for s = 1e-3."""
+        from transformers import AutoConfig, AutoModelForSequenceClassification
+
+        config = AutoConfig.for_model(**{**self.network.encoder.config.to_dict(), "num_labels": 1})
+        model = AutoModelForSequenceClassification.from_config(config)
+        missing, unexpected = model.base_model.load_state_dict(self.network.encoder.state_dict(), strict=False)
+        if unexpected or any(not k.startswith("pooler.") for k in missing):  # only the pooler is new
+            raise ValueError(f"encoder does not map onto {type(model).__name__}: {missing + unexpected}")
+        hidden = config.hidden_size
+        with torch.no_grad():
+            model.base_model.pooler.dense.weight.copy_(torch.eye(hidden) * pooler_scale)
+            model.base_model.pooler.dense.bias.zero_()
+            model.classifier.weight.copy_(self.network.head.weight / pooler_scale)
+            model.classifier.bias.copy_(self.network.head.bias)
+        model.save_pretrained(path, safe_serialization=True)
+        self.tokenizer.save_pretrained(path)
+
     def logits(self, query_ids: Sequence[np.ndarray], candidates: Sequence[Sequence[np.ndarray]],
                max_batch_tokens: int | None = None) -> list[torch.Tensor]:
         cls_id, sep_id = self.tokenizer.cls_token_id, self.tokenizer.sep_token_id
