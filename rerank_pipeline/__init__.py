@@ -1,17 +1,15 @@
 """rerank-pipeline: retrieve-then-rank search with BM25, dense retrieval, fusion and the CROSS-JEM reranker."""
 __version__ = "0.1.0"
 
-from .index import Index, build_index  # noqa: E402
-from .pipeline import Fusion, Stage  # noqa: E402
-from .retrievers import BM25, Dense  # noqa: E402
-from .types import Hit, Run  # noqa: E402
-
-_LAZY = {"CrossJEM": "rerankers", "PointwiseCrossEncoder": "rerankers", "Reranker": "rerankers",
-         "experiment": "evaluation", "compare": "evaluation"}
+# Every export loads on first use: `import rerank_pipeline.types` (or the CLI's --help) pulls in nothing else, and
+# torch / pandas come only with the rerankers and evaluation.
+_LAZY = {"Index": "index", "build_index": "index", "Stage": "pipeline", "Fusion": "pipeline", "BM25": "retrievers",
+         "Dense": "retrievers", "Hit": "types", "Run": "types", "CrossJEM": "rerankers",
+         "PointwiseCrossEncoder": "rerankers", "Reranker": "rerankers", "experiment": "evaluation",
+         "compare": "evaluation"}
 
 
 def __getattr__(name: str):
-    """Rerankers and evaluation import torch / pandas: load them on first use, so `import rerank_pipeline` stays light."""
     if name in _LAZY:
         import importlib
 
@@ -19,5 +17,4 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'rerank_pipeline' has no attribute '{name}'")
 
 
-__all__ = ["Index", "build_index", "Stage", "BM25", "Dense", "Fusion", "Hit", "Run", "CrossJEM",
-           "PointwiseCrossEncoder", "Reranker", "experiment", "compare", "__version__"]
+__all__ = [*_LAZY, "__version__"]

@@ -98,3 +98,12 @@ def test_config_builds_same_pipeline_as_operators(demo_index):
     by_hand = ((BM25(demo_index, 100) | Dense(demo_index, 100)) % 100).search(["patagonia japan"])
     assert from_yaml.to_dict() == by_hand.to_dict()
     assert len(from_yaml["1"]) > 10
+
+
+def test_importing_the_data_model_loads_nothing_else():
+    import subprocess
+    import sys
+
+    code = "import sys, rerank_pipeline.types; print(sorted(m for m in sys.modules if m.startswith('rerank_pipeline')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "['rerank_pipeline', 'rerank_pipeline.types']"
