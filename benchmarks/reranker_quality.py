@@ -56,20 +56,21 @@ def candidates(root: Path, name: str, split: str, index_dir: Path, max_queries: 
         run = read_run(root / name / "runs" / "bm25.test.trec").cut(100)
         judged_only, first = False, "BM25 run (Anserini) top 100"
     elif name in RETRIEVAL_SETS:
-        run, judged_only, first = None, False, "BM25 | dense (RRF) top 100"
+        run, judged_only, first = None, False, "BM25 + dense, RRF, top 100"
     else:
         run, judged_only, first = ds.candidate_run(split), True, "given candidates"
     keep = [q for q in qrels if q in ds.queries and (not judged_only or any(r > 0 for r in qrels[q].values()))]
     keep = subsample(keep, max_queries)
     qrels = {q: qrels[q] for q in keep}
     topics = {q: ds.queries[q] for q in keep}
+    idx = None
     if run is None:
         idx = dataset_index(ds, index_dir, dense=True, show_progress=True)
         run = open_pipeline(idx, None, rerank=False).search(topics)
     else:
         run = Run.from_sorted({q: run[q] for q in keep if q in run})
         run = Run.from_sorted(run.rankings, ds.docs({h.docid for _, hits in run.items() for h in hits}))
-    return topics, qrels, run, ("judged-only" if judged_only else "all queries"), first
+    return topics, qrels, run, ("judged-only" if judged_only else "all queries"), first, idx
 
 
 def cached_rerank(model_key: str, model, topics, run: Run, cache: Path) -> Run:
@@ -106,9 +107,11 @@ def main() -> None:
     splits = [(d, "dev") for d in args.datasets] + [t for t in TEST_SETS]
     for name, split in splits:
         print(f"{name} ({split})", flush=True)
-        topics, qrels, run, protocol, first = candidates(args.root, name, split, args.index_dir, max_q)
+        topics, qrels, run, protocol, first, idx = candidates(args.root, name, split, args.index_dir, max_q)
         runs = {"first stage": run}
         for label, (key, model) in models.items():
+            if key == "cosine":  # the stored embeddings of the index the candidates came from, where there is one
+                model = BiEncoderReranker(index=idx)
             runs[label] = cached_rerank(f"{name}.{split}.{key}", model, topics, run, args.cache)
         evaluated[(name, split)] = (protocol, first, qrels, runs)
 

@@ -65,3 +65,10 @@ def test_open_pipeline_adapts_to_a_bm25_only_index(tmp_path):
     assert pipe.name.startswith("bm25") and pipe("tent")
     with pytest.raises(ConfigError, match="index 'bm' has"):
         open_pipeline(idx, {"retrievers": [{"type": "dense"}]})
+
+
+def test_cosine_reranker_reads_stored_embeddings(demo_index):
+    run = open_pipeline(demo_index, None, rerank=False).search({"q": "oaxaca food"}).cut(8)
+    encoded = BiEncoderReranker().transform({"q": "oaxaca food"}, run)
+    stored = BiEncoderReranker(index=demo_index).transform({"q": "oaxaca food"}, run)
+    assert {h.docid: h.score for h in stored["q"]} == pytest.approx({h.docid: h.score for h in encoded["q"]}, abs=1e-5)

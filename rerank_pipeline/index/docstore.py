@@ -64,6 +64,10 @@ class DocStore:
     def __contains__(self, docid: object) -> bool:
         return docid in self._idx
 
+    def rows(self, docids: Sequence[str]) -> np.ndarray:
+        """Internal ids (row numbers, as in the dense embeddings) of doc ids."""
+        return np.fromiter((self._idx[d] for d in docids), np.int64, len(docids))
+
     def _fetch(self, column: str, docids: Sequence[str]) -> list:
         idxs = [self._idx[d] for d in docids]
         found: dict[int, object] = {}

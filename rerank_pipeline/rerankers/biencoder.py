@@ -1,6 +1,7 @@
 """Zero-shot dual-encoder reranking: cosine between the query's and each candidate's sentence embedding.
 
 The baseline every trained reranker must beat on the same candidates (all-MiniLM-L6-v2 unless told otherwise).
+Given the index the candidates come from, it reads their stored embeddings instead of encoding them again.
 """
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ from ..types import Hit, Queries, Run
 
 
 class BiEncoderReranker(Stage):
-    def __init__(self, encoder: str | None = None, batch_size: int = 128):
-        self.encoder, self.batch_size = encoder, batch_size
-        self.name = "MiniLM cosine" if encoder is None else f"cosine({encoder})"
+    def __init__(self, encoder: str | None = None, batch_size: int = 128, index=None):
+        if index is not None and "dense" in index.stages:
+            encoder = index.manifest["dense"]["encoder"]
+        self.encoder, self.batch_size, self.index = encoder, batch_size, index
+        self.name = "MiniLM cosine" if encoder in (None, "sentence-transformers/all-MiniLM-L6-v2") else f"cosine({encoder})"
 
     def transform(self, queries: Queries, run: Run | None = None) -> Run:
         if run is None or run.docs is None:
@@ -23,7 +26,11 @@ class BiEncoderReranker(Stage):
         q_emb = encode([queries[q] for q in qids], self.encoder, self.batch_size)
         docids = [[h.docid for h in run[q]] for q in qids]
         flat = [d for ds in docids for d in ds]
-        d_emb = encode(run.docs.texts(flat), self.encoder, self.batch_size)
+        if self.index is not None and "dense" in self.index.stages:
+            d_emb = np.load(self.index.path / "dense" / "embeddings.npy", mmap_mode="r")[
+                self.index.docstore.rows(flat)]
+        else:
+            d_emb = encode(run.docs.texts(flat), self.encoder, self.batch_size)
         owner = np.repeat(np.arange(len(qids)), [len(ds) for ds in docids])
         scores = np.einsum("nd,nd->n", d_emb, q_emb[owner])
         out, start = {}, 0
