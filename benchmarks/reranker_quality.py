@@ -91,6 +91,8 @@ def main() -> None:
     ap.add_argument("--model", action="append", default=[], help="name=model_dir (repeatable)")
     ap.add_argument("--datasets", nargs="+", default=DEV_SETS)
     ap.add_argument("--max-queries", type=int, default=100, help="fixed random subset per set (seed 0); 0 = all")
+    ap.add_argument("--max-long-queries", type=int, default=50,
+                    help="the same for the long-document sets (scifact, nfcorpus: 100 abstracts per query)")
     ap.add_argument("--index-dir", type=Path, default=Path("indexes/train"))
     ap.add_argument("--cache", type=Path, default=Path("runs/quality-cache"))
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/reranker_quality.md"))
@@ -107,7 +109,8 @@ def main() -> None:
     splits = [(d, "dev") for d in args.datasets] + [t for t in TEST_SETS]
     for name, split in splits:
         print(f"{name} ({split})", flush=True)
-        topics, qrels, run, protocol, first, idx = candidates(args.root, name, split, args.index_dir, max_q)
+        limit = (args.max_long_queries or None) if name in RETRIEVAL_SETS else max_q
+        topics, qrels, run, protocol, first, idx = candidates(args.root, name, split, args.index_dir, limit)
         runs = {"first stage": run}
         for label, (key, model) in models.items():
             if key == "cosine":  # the stored embeddings of the index the candidates came from, where there is one
@@ -124,7 +127,8 @@ def main() -> None:
         alphas[label] = max(curves[label], key=lambda a: (curves[label][a], a))
 
     lines = [f"Command: `python benchmarks/reranker_quality.py {' '.join(sys.argv[1:])}`", "",
-             f"At most {max_q or 'all'} queries per set (fixed random subset, seed 0). Protocol per row: "
+             f"At most {max_q or 'all'} queries per set, {args.max_long_queries or 'all'} for scifact and nfcorpus "
+             "(fixed random subsets, seed 0). Protocol per row: "
              "judged-only = queries with at least one relevant candidate; all queries = every query in the qrels "
              "(a query whose relevant documents were not retrieved scores 0). `~ a` = interpolated with the first "
              "stage, alpha fitted on the dev rows (mean nDCG@10 over sets), applied unchanged to test.", "",

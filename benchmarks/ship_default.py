@@ -1,0 +1,50 @@
+"""Ship a trained CROSS-JEM model as the package default, only if it earns it: on every dev set of the quality
+table, the default pipeline's output (the model interpolated with the first stage at the fitted alpha) must beat
+the first stage alone, and the model must beat zero-shot MiniLM cosine on the mean over dev sets.
+
+    python benchmarks/ship_default.py --model runs/crossjem --name crossjem \
+        [--results benchmarks/results/reranker_quality.json]
+
+Writes the model in fp16 to rerank_pipeline/models/crossjem-minilm-l6/ and prints the alpha to put in
+configs/default.yaml and rerankers/__init__.py (a test keeps the two equal).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from rerank_pipeline.rerankers import DEFAULT_MODEL_DIR, Reranker  # noqa: E402
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", type=Path, required=True)
+    ap.add_argument("--name", default="crossjem", help="the model's name in the quality table")
+    ap.add_argument("--results", type=Path, default=Path("benchmarks/results/reranker_quality.json"))
+    args = ap.parse_args()
+    results = json.loads(args.results.read_text())
+    alpha = results["alphas"][args.name]
+    table = results["nDCG@10"]
+    shipped = table[f"{args.name} ~ {alpha:g}"] if alpha < 1 else table[args.name]
+    dev = [k for k in shipped if k.endswith("/dev")]
+    losses = [k for k in dev if shipped[k] <= table["first stage"][k]]
+    model_mean = np.mean([table[args.name][k] for k in dev])
+    cosine_mean = np.mean([table["MiniLM cosine (zero-shot)"][k] for k in dev])
+    print(f"alpha {alpha:g}; dev sets where the default pipeline does not beat its first stage: {losses or 'none'}")
+    print(f"mean dev nDCG@10: {args.name} {model_mean:.4f}, zero-shot MiniLM cosine {cosine_mean:.4f}")
+    if losses or model_mean <= cosine_mean:
+        print("NOT shipped")
+        return 1
+    Reranker.load(args.model).save(DEFAULT_MODEL_DIR, fp16=True)
+    print(f"shipped {args.model} to {DEFAULT_MODEL_DIR} (fp16); set interpolate: {alpha:g} in configs/default.yaml")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
