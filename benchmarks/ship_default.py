@@ -5,8 +5,8 @@ the first stage alone, and the model must beat zero-shot MiniLM cosine on the me
     python benchmarks/ship_default.py --model runs/crossjem --name crossjem \
         [--results benchmarks/results/reranker_quality.json]
 
-Writes the model in fp16 to rerank_pipeline/models/crossjem-minilm-l6/ and prints the alpha to put in
-configs/default.yaml and rerankers/__init__.py (a test keeps the two equal).
+Writes the model in fp16, with its alpha, to rerank_pipeline/models/crossjem-minilm-l6/ (the built-in default
+config then reranks with it) and prints the line to add to configs/default.yaml (a test keeps the two equal).
 """
 from __future__ import annotations
 
@@ -41,8 +41,11 @@ def main() -> int:
     if losses or model_mean <= cosine_mean:
         print("NOT shipped")
         return 1
-    Reranker.load(args.model).save(DEFAULT_MODEL_DIR, fp16=True)
-    print(f"shipped {args.model} to {DEFAULT_MODEL_DIR} (fp16); set interpolate: {alpha:g} in configs/default.yaml")
+    model = Reranker.load(args.model)
+    model.config["interpolate"] = alpha  # the default pipeline's weight for this model, fitted on dev
+    model.save(DEFAULT_MODEL_DIR, fp16=True)
+    print(f"shipped {args.model} to {DEFAULT_MODEL_DIR} (fp16); add `reranker: {{type: crossjem, model: default, "
+          f"interpolate: {alpha:g}}}` to configs/default.yaml")
     return 0
 
 

@@ -5,7 +5,10 @@
 # Lists: the candidate run that comes with each set (top 30) + the project's BM25 top 20 over the set's corpus
 # (+ dense top 20 where the set's index has a dense stage), all judged positives added for training.
 # Sets without a dev split (scifact) hold out 15% of train queries by id hash (rerank_pipeline/io/beir.py).
-# CPU budget (2 cores): teacher ~40 min, student ~35 min. A GPU is used when torch sees one; on a GPU, raise
+# Measured on 2 CPU cores: teacher 33 min, student 43 min (benchmarks/results/training_cpu.md). Then
+#   python benchmarks/reranker_quality.py --model pointwise=runs/teacher --model crossjem=runs/crossjem
+#   python benchmarks/ship_default.py --model runs/crossjem   # ships only if it beats first stage and MiniLM
+# A GPU is used when torch sees one; on a GPU, raise
 # LISTS_PER_EPOCH (all lists: 10.7k) and EPOCHS (benchmarks/gpu_train.sh does).
 set -euo pipefail
 cd "$(dirname "$0")/.."

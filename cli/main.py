@@ -238,7 +238,7 @@ def evaluate(
     configs: List[Path] = typer.Option([], "--config", "-c", help="Pipeline YAML; repeatable (default: the built-in default)."),
     runs: List[Path] = typer.Option([], "--run", help="An existing TREC/jsonl run to score; repeatable."),
     rerank_run: Optional[Path] = typer.Option(None, "--rerank-run", help="Candidate run to rerank (e.g. DATASET/runs/candidates.dev.trec)."),
-    reranker: str = typer.Option("default", "--reranker", help="'default' (shipped CROSS-JEM) or a model dir, for --rerank-run."),
+    reranker: str = typer.Option("default", "--reranker", help="A reranker model dir for --rerank-run ('default': the shipped model, when one ships)."),
     metrics: List[str] = typer.Option(list(("nDCG@10", "AP", "RR@10", "R@100", "P@10")), "--metrics", "-m", help="ir_measures names; repeatable."),
     baseline: int = typer.Option(0, "--baseline", min=0, help="Row number of the baseline system."),
     judged_only: bool = typer.Option(False, "--judged-only", help="Keep only queries with a relevant judgment (answer-selection protocol)."),

@@ -99,10 +99,12 @@ def test_cli_eval_writes_reports(tmp_path):
     assert bad.exit_code == 2 and "no split 'dev' (have: test)" in bad.output
 
 
-def test_cli_eval_keeps_empty_documents_and_queries(tmp_path):
+def test_cli_eval_keeps_empty_documents_and_queries(tmp_path, tiny_encoder):
     """A dataset with an empty document and an empty query is evaluated, with warnings, instead of refused."""
     from conftest import write_jsonl
+    from rerank_pipeline.rerankers import CrossJEM
 
+    CrossJEM.from_encoder(tiny_encoder, device="cpu").save(tmp_path / "model")
     data = tmp_path / "set"
     (data / "qrels").mkdir(parents=True)
     write_jsonl(data / "corpus.jsonl", [{"_id": "d1", "text": "red shoes"}, {"_id": "d2", "text": ""},
@@ -112,7 +114,7 @@ def test_cli_eval_keeps_empty_documents_and_queries(tmp_path):
     (data / "cands.trec").write_text("q1 Q0 d2 1 3 x\nq1 Q0 d1 2 2 x\nq1 Q0 d3 3 1 x\nq2 Q0 d3 1 1 x\n")
     with pytest.warns(UserWarning, match="1 corpus record"):
         result = CliRunner().invoke(app, ["eval", str(data), "--split", "dev", "--rerank-run", str(data / "cands.trec"),
-                                          "-m", "RR"], env={"COLUMNS": "200"})
+                                          "--reranker", str(tmp_path / "model"), "-m", "RR"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     assert "cands >> crossjem" in result.output
 

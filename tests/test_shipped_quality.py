@@ -1,4 +1,4 @@
-"""Acceptance: the shipped reranker must beat the first stage it reranks, so a collapsed model can never ship.
+"""Acceptance: a shipped reranker must beat the first stage it reranks, so a collapsed model can never ship.
 
 Fixed dev subsets (seed 0), candidates from the project's own BM25 over each set's corpus; the shipped model's
 scores, alone and as the default pipeline uses them (interpolated with BM25), against BM25's own order."""
@@ -9,7 +9,7 @@ from ir_measures import nDCG
 
 from rerank_pipeline.config import default_config
 from rerank_pipeline.io.beir import BeirDataset
-from rerank_pipeline.rerankers import load_reranker
+from rerank_pipeline.rerankers import DEFAULT_MODEL_DIR, load_reranker
 from rerank_pipeline.rerankers.interpolate import Interpolate
 from rerank_pipeline.training.data import dataset_index
 from conftest import shared_dataset
@@ -25,7 +25,10 @@ def test_shipped_reranker_beats_bm25_on_a_fixed_dev_subset(name, split, margin, 
     qrels = {q: qrels[q] for q in qids}
     idx = dataset_index(ds, tmp_path_factory.mktemp("ix"), dense=False)
     bm25 = idx.bm25(30).search({q: ds.queries[q] for q in qids})
-    spec = default_config()["reranker"]
+    spec = default_config().get("reranker")
+    if spec is None:  # nothing reranks by default: then no model may sit in the package either
+        assert not (DEFAULT_MODEL_DIR / "model.safetensors").exists()
+        pytest.skip("no reranker ships (none has passed benchmarks/ship_default.py yet)")
     model = load_reranker(spec)
     reranked = model.transform({q: ds.queries[q] for q in qids}, bm25)
     shipped = Interpolate(model, spec.get("interpolate", 1.0)).mix(bm25, reranked)

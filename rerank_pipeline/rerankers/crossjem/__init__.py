@@ -32,7 +32,9 @@ class CrossJEM(Reranker):
     @classmethod
     def default(cls) -> "CrossJEM":
         if not (DEFAULT_MODEL_DIR / "model.safetensors").is_file():
-            raise FileNotFoundError(f"the shipped CROSS-JEM model is missing from {DEFAULT_MODEL_DIR}")
+            raise FileNotFoundError(
+                "no CROSS-JEM model ships with this version (none has passed the quality gate yet, "
+                "benchmarks/ship_default.py); train one with benchmarks/train_default.sh and pass its directory")
         return cls.load(DEFAULT_MODEL_DIR)
 
     def logits(self, query_ids: Sequence[np.ndarray], candidates: Sequence[Sequence[np.ndarray]],
