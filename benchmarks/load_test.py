@@ -1,4 +1,4 @@
-"""Bounded loopback load test of `rerank serve` (demo index, the default pipeline with the shipped reranker):
+"""Bounded loopback load test of `rerank serve` (demo index, the default pipeline):
 concurrent clients, each sending requests back to back for a fixed count or a fixed duration; throughput, status
 codes (deliberate 429s of admission control vs errors), latency percentiles of accepted requests, and the server's
 resident memory after warm-up and at the end.

@@ -68,5 +68,5 @@ def test_empty_and_missing_files(tmp_path):
         read_records(tmp_path / "empty.jsonl")
     with pytest.raises(InvalidInputError, match="file not found"):
         read_records(tmp_path / "nope.jsonl")
-    with pytest.raises(InvalidInputError, match="all invalid|problem"):
+    with pytest.raises(InvalidInputError, match="allbad.jsonl:1: malformed JSON"):
         read_records(write_jsonl(tmp_path / "allbad.jsonl", ["{x"]), skip_invalid=True)

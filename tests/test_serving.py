@@ -169,3 +169,41 @@ def test_search_page_click_in_headless_chromium(server):
         assert rows[-1][0] == clicked_id and rows[-1][1] == 1 and rows[-1][2] is not None
     finally:
         driver.quit()
+
+
+def test_acknowledged_clicks_survive_a_killed_server(demo_index, tmp_path):
+    """SIGKILL the server in the middle of a click stream: the log opens, passes SQLite's integrity check and
+    holds every click the server acknowledged (each is committed before the 200)."""
+    import signal
+    import sqlite3
+    import threading
+
+    log = tmp_path / "clicks.sqlite"
+    srv = Server("--index", "demo", "--index-dir", str(demo_index.path.parent), "--config",
+                 str(Path(__file__).resolve().parents[1] / "configs" / "bm25-only.yaml"), log=log)
+    acknowledged, stop = [], threading.Event()
+
+    def clicker():
+        with httpx.Client(base_url=srv.url, timeout=5) as http:
+            while not stop.is_set():
+                try:
+                    data = http.get("/search", params={"q": "patagonia japan", "k": 3}).json()
+                    r = http.post("/click", json={"request_id": data["request_id"], "id": data["results"][0]["id"]})
+                    if r.status_code == 200:
+                        acknowledged.append(data["request_id"])
+                except httpx.HTTPError:
+                    return
+
+    threads = [threading.Thread(target=clicker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(3)
+    os.kill(srv.proc.pid, signal.SIGKILL)
+    srv.proc.wait(timeout=20)
+    stop.set()
+    for t in threads:
+        t.join(timeout=10)
+    con = sqlite3.connect(log)
+    assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    logged = {r[0] for r in con.execute("SELECT request_id FROM clicks")}
+    assert len(acknowledged) > 5 and set(acknowledged) <= logged

@@ -1,0 +1,40 @@
+"""The `rerank` Typer app and what every command shares: consoles, the one-line error exit, the errors that mean
+bad input (exit 2), the index-directory option."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(help="Retrieve-then-rank search: build indexes, search, rerank, evaluate.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+console = Console()
+err = Console(stderr=True)
+
+IndexDirOpt = typer.Option(Path("indexes"), "--index-dir", help="Directory holding named indexes.")
+
+
+def fail(message: str, code: int = 2) -> None:
+    from rich.markup import escape
+
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def known_errors():
+    from rerank_pipeline.config import ConfigError
+    from rerank_pipeline.index import InvalidIndexError
+    from rerank_pipeline.io import InvalidInputError
+
+    return (ConfigError, InvalidIndexError, InvalidInputError, FileNotFoundError, ValueError)
+
+
+def open_index_pipeline(index_name: str, index_dir: Path, config: Optional[Path], rerank: bool = True,
+                        interpolate: Optional[float] = None):
+    from rerank_pipeline.config import open_pipeline
+    from rerank_pipeline.index import Index
+
+    idx = Index.open(index_name, index_dir)
+    return idx, open_pipeline(idx, config, rerank=rerank, interpolate=interpolate)

@@ -1,0 +1,101 @@
+"""`rerank serve`, `rerank online-report` and `rerank simulate`: serving and online evaluation."""
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from . import render
+from .app import IndexDirOpt, fail, known_errors, app, console, open_index_pipeline
+
+
+class Mode(str, Enum):
+    single = "single"
+    ab = "ab"
+    interleave = "interleave"
+
+
+@app.command()
+def serve(
+    index_name: str = typer.Option("demo", "--index", "-i", help="Index name."),
+    index_dir: Path = IndexDirOpt,
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Pipeline YAML (system A)."),
+    config_b: Optional[Path] = typer.Option(None, "--config-b", help="Second pipeline (system B) for an experiment."),
+    mode: Mode = typer.Option(Mode.single, "--mode", help="single, ab (by session hash) or interleave (team draft)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Bind address (loopback unless told otherwise)."),
+    port: int = typer.Option(8000, "--port", min=1, max=65535),
+    log: Optional[Path] = typer.Option(None, "--log", help="SQLite impression/click log (enables /click and /return)."),
+    max_k: int = typer.Option(100, "--max-k", min=1, max=10000),
+    max_batch: int = typer.Option(16, "--max-batch", min=1, help="Requests per micro-batch."),
+    max_wait_ms: float = typer.Option(5.0, "--max-wait-ms", min=0.0, help="Wait to fill a micro-batch."),
+    max_queue: int = typer.Option(256, "--max-queue", min=1, help="Waiting requests before answering 429."),
+    queue_deadline_ms: float = typer.Option(1000.0, "--queue-deadline-ms", min=1.0, help="Answer 429 at once when a request would wait longer."),
+) -> None:
+    """Serve search over HTTP: /search, /healthz, /metrics and a search page at /."""
+    import uvicorn
+
+    from rerank_pipeline.serving.clicklog import ClickLog
+    from rerank_pipeline.serving import Limits, create_app
+
+    if (mode == Mode.single) != (config_b is None):
+        fail("--config-b goes with --mode ab or interleave, and they need it")
+    try:
+        idx, pipe_a = open_index_pipeline(index_name, index_dir, config)
+        systems = {"A": pipe_a}
+        if config_b is not None:
+            systems["B"] = open_index_pipeline(index_name, index_dir, config_b)[1]
+        for pipe in systems.values():
+            pipe.search(["warm up"])  # load models before the first request
+        application = create_app(idx, systems, mode.value, Limits(max_k=max_k, max_batch=max_batch,
+                                                                   max_wait_ms=max_wait_ms, max_queue=max_queue,
+                                                                   queue_deadline_ms=queue_deadline_ms),
+                                 ClickLog(log) if log else None)
+    except known_errors() as e:
+        fail(str(e))
+    console.print(f"serving {idx.name} on http://{host}:{port} ({mode.value}: "
+                  + ", ".join(f"{k}={v.name}" for k, v in systems.items()) + ")")
+    uvicorn.run(application, host=host, port=port, log_level="warning")
+
+
+@app.command("online-report")
+def online_report_cmd(
+    log: Path = typer.Argument(..., help="The server's SQLite click log."),
+    quick_back_s: float = typer.Option(10.0, "--quick-back-s", min=0.0, help="A click whose user returned within this is a quick-back."),
+) -> None:
+    """Online metrics from a click log: CTR@k, MRR of clicks, abandonment, quick-back rate, interleaving, latency."""
+    from rerank_pipeline.evaluation.online import online_report
+
+    if not log.is_file():
+        fail(f"{log}: no such click log")
+    report = online_report(log, quick_back_s)
+    for title, key in (("per system", "systems"), ("latency (ms) per stage", "latency_ms")):
+        console.print(render.frame(title, report[key]))
+    if "interleaving" in report:
+        i = report["interleaving"]
+        console.print(f"interleaving: A wins {i['A wins']}, B wins {i['B wins']}, ties {i['ties']}, "
+                      f"p = {i['p (binomial)']:.4g} (two-sided binomial test on decided impressions)")
+
+
+@app.command()
+def simulate(
+    dataset: Path = typer.Argument(..., help="BEIR-layout dataset dir whose queries and qrels drive the clicks."),
+    split: str = typer.Option(..., "--split", "-s"),
+    url: str = typer.Option("http://127.0.0.1:8000", "--url", help="A running `rerank serve` (loopback)."),
+    model: str = typer.Option("cascade", "--model", help="Click model: cascade or pbm."),
+    sessions: int = typer.Option(1, "--sessions", min=1, max=1000, help="Simulated users per query."),
+    k: int = typer.Option(10, "-k", min=1, max=100),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Replay a dataset's queries against a server with a qrels-driven click model."""
+    from rerank_pipeline.evaluation.simulator import ClickModel, simulate as run_simulation
+    from rerank_pipeline.io.beir import BeirDataset
+
+    try:
+        ds = BeirDataset(dataset)
+        sent = run_simulation(url, ds.queries, ds.qrels(split), ClickModel(kind=model), sessions, k, seed,
+                              show_progress=True)
+    except known_errors() as e:
+        fail(str(e))
+    console.print(f"sent {sent['searches']} searches and {sent['clicks']} clicks ({sent['errors']} errors)")

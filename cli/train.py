@@ -1,0 +1,116 @@
+"""`rerank train` and `rerank distill`: ranking lists from datasets, teacher scores, the training loop."""
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from . import render
+from .app import fail, known_errors, app, console
+
+
+class ModelKind(str, Enum):
+    crossjem = "crossjem"
+    pointwise = "pointwise"
+
+
+class LossName(str, Enum):
+    rpl = "rpl"
+    rpl_inclusive = "rpl-inclusive"
+    listnet = "listnet"
+    ce = "ce"
+    bce = "bce"
+
+
+@app.command()
+def train(
+    model: ModelKind = typer.Option(..., "--model", help="Reranker family to train."),
+    data: List[Path] = typer.Option(..., "--data", help="BEIR-layout dataset dir or lists jsonl; repeatable."),
+    output: Path = typer.Option(..., "--output", "-o", help="Model directory to write (best dev epoch)."),
+    split: str = typer.Option("train", "--split", help="Training split."),
+    dev_split: Optional[str] = typer.Option("dev", "--dev-split", help="Dev split evaluated each epoch ('' for none; held out of train where a set has no dev)."),
+    dev_data: List[Path] = typer.Option([], "--dev-data", help="Dataset dirs for the dev split (default: the --data dirs)."),
+    loss: LossName = typer.Option(LossName.rpl, "--loss", help="rpl (Eq. 2), rpl-inclusive, listnet, ce (softmax CE), bce."),
+    teacher: Optional[Path] = typer.Option(None, "--teacher", help="Model dir whose scores become the targets (distillation)."),
+    label_mix: float = typer.Option(0.0, "--label-mix", min=0.0, max=1.0, help="With --teacher: targets (1-m)*teacher + m*labels."),
+    init: Optional[str] = typer.Option(None, "--encoder", help="Local encoder dir to start from (default all-MiniLM-L6-v2)."),
+    epochs: int = typer.Option(3, "--epochs", min=1),
+    lr: float = typer.Option(5e-5, "--lr", help="AdamW learning rate."),
+    lists_per_step: int = typer.Option(8, "--lists-per-step", min=1),
+    grad_accum: int = typer.Option(1, "--grad-accum", min=1),
+    list_size: int = typer.Option(30, "--list-size", min=2, help="Candidates per list (N)."),
+    lists_per_epoch: Optional[int] = typer.Option(None, "--lists-per-epoch", min=1, help="Lists drawn per epoch (default: all)."),
+    mix_temperature: float = typer.Option(0.5, "--mix-temperature", min=0.0, max=1.0, help="Dataset share ~ size ** T."),
+    index_dir: Optional[Path] = typer.Option(None, "--index-dir", help="Where dataset indexes for BM25/dense candidates live (built once); none: given runs only."),
+    dense: bool = typer.Option(False, "--dense", help="Add dense top-k candidates (builds dense dataset indexes)."),
+    given_k: int = typer.Option(30, "--given-k", min=0, help="Top-k of the candidate run that comes with the data."),
+    bm25_k: int = typer.Option(20, "--bm25-k", min=0),
+    dense_k: int = typer.Option(20, "--dense-k", min=0),
+    max_lists: Optional[int] = typer.Option(None, "--max-lists", min=1, help="At most this many queries per dataset (smoke runs)."),
+    max_dev_lists: Optional[int] = typer.Option(None, "--max-dev-lists", min=1, help="At most this many dev queries per dataset (cheaper per-epoch dev)."),
+    max_item_tokens: Optional[int] = typer.Option(None, "--max-item-tokens", min=8, max=480, help="Word pieces kept per candidate (long documents: first passage)."),
+    position_encoding: bool = typer.Option(False, "--position-encoding", help="CROSS-JEM Appendix F in-item positions."),
+    seed: int = typer.Option(13, "--seed"),
+    patience: int = typer.Option(2, "--patience", min=1),
+    fp16: bool = typer.Option(False, "--fp16", help="Store weights as fp16 (half the size)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from OUTPUT/checkpoint."),
+) -> None:
+    """Train a CROSS-JEM or pointwise reranker; the best dev epoch is saved to OUTPUT as safetensors."""
+    from rerank_pipeline.rerankers import RERANKERS, Reranker
+    from rerank_pipeline.training import ListSpec, TrainConfig, load_many
+    from rerank_pipeline.training import train as run_training
+
+    try:
+        spec = ListSpec(given_k=given_k, bm25_k=bm25_k, dense_k=dense_k, max_lists=max_lists)
+        train_lists = load_many(data, split, spec, index_dir, dense)
+        dev_spec = ListSpec(given_k=given_k, bm25_k=bm25_k, dense_k=dense_k, add_positives=False,
+                            max_lists=max_dev_lists)
+        dev_lists = load_many(dev_data or [d for d in data if d.is_dir()], dev_split, dev_spec, index_dir,
+                              dense) if dev_split else []
+        console.print(f"{len(train_lists)} training lists, {len(dev_lists)} dev lists")
+        extra = {"position_encoding": position_encoding} if model == ModelKind.crossjem else {}
+        if max_item_tokens:
+            extra["max_item_tokens"] = max_item_tokens
+        net = RERANKERS[model.value].from_encoder(init, **extra)
+        cfg = TrainConfig(loss=loss.value, epochs=epochs, lr=lr, lists_per_step=lists_per_step, grad_accum=grad_accum,
+                          list_size=list_size, seed=seed, patience=patience, lists_per_epoch=lists_per_epoch,
+                          mix_temperature=mix_temperature, label_mix=label_mix)
+        state = run_training(net, train_lists, dev_lists, cfg, output, resume=resume, fp16=fp16,
+                             log=lambda m: console.print(m, highlight=False),
+                             teacher=Reranker.load(teacher) if teacher is not None else None)
+    except known_errors() as e:
+        fail(str(e))
+    console.print(render.training(state, f"training {model.value} ({loss.value}) -> {output}"))
+    console.print(f"best epoch {state['best_epoch']} ({state['config']['select_by']} {state['best']:.4f}) saved to {output}")
+
+
+@app.command()
+def distill(
+    data: List[Path] = typer.Option(..., "--data", help="BEIR-layout dataset dir or lists jsonl; repeatable."),
+    output: Path = typer.Option(..., "--output", "-o", help="Lists jsonl (.gz: compressed) to write, with teacher scores if --teacher."),
+    teacher: Optional[Path] = typer.Option(None, "--teacher", help="Teacher model dir; without one the lists are exported as they are."),
+    max_chars: Optional[int] = typer.Option(None, "--max-chars", min=16, help="Cut candidate texts to this many characters."),
+    split: str = typer.Option("train", "--split"),
+    index_dir: Optional[Path] = typer.Option(None, "--index-dir", help="Dataset indexes for BM25/dense candidates."),
+    dense: bool = typer.Option(False, "--dense", help="Add dense top-k candidates."),
+    given_k: int = typer.Option(30, "--given-k", min=0),
+    bm25_k: int = typer.Option(20, "--bm25-k", min=0),
+    dense_k: int = typer.Option(20, "--dense-k", min=0),
+    max_lists: Optional[int] = typer.Option(None, "--max-lists", min=1),
+) -> None:
+    """Write training lists as jsonl, scored by a teacher when given (distil once, train many times; or carry the
+    lists to a machine without the datasets)."""
+    from rerank_pipeline.rerankers import Reranker
+    from rerank_pipeline.training import ListSpec, load_many, teacher_scores, write_lists_jsonl
+
+    try:
+        lists = load_many(data, split, ListSpec(given_k=given_k, bm25_k=bm25_k, dense_k=dense_k, max_lists=max_lists),
+                          index_dir, dense)
+        if teacher is not None:
+            teacher_scores(Reranker.load(teacher), lists)
+        write_lists_jsonl(lists, output, max_chars)
+    except known_errors() as e:
+        fail(str(e))
+    console.print(f"wrote {len(lists)} lists{' with teacher scores' if teacher else ''} to {output}")
