@@ -22,14 +22,17 @@ class MicroBatcher:
         self.fn, self.max_batch, self.max_wait, self.max_queue = fn, max_batch, max_wait_ms / 1000, max_queue
         self.deadline = queue_deadline_ms / 1000
         self.batch_seconds = 0.0  # moving average of one batch call
-        self._running = 0         # requests in the batch being computed
+        self._running_since: float | None = None  # loop time the batch being computed started
         self._queue: asyncio.Queue | None = None
         self._worker: asyncio.Task | None = None
 
     def expected_wait(self) -> float:
-        """Seconds a request submitted now would wait: the batch running now plus the full batches ahead of it."""
-        ahead = self._queue.qsize() + self._running
-        return (ahead // self.max_batch + (1 if ahead else 0)) * self.batch_seconds
+        """Seconds a request submitted now would wait before its batch starts: what is left of the batch being
+        computed, plus one batch time per full batch queued ahead of it (it joins the first batch with room)."""
+        left = 0.0
+        if self._running_since is not None:
+            left = max(0.0, self.batch_seconds - (asyncio.get_running_loop().time() - self._running_since))
+        return left + (self._queue.qsize() // self.max_batch) * self.batch_seconds
 
     async def start(self) -> None:
         self._queue = asyncio.Queue()
@@ -63,8 +66,7 @@ class MicroBatcher:
                     batch.append(await asyncio.wait_for(self._queue.get(), timeout))
                 except asyncio.TimeoutError:
                     break
-            self._running = len(batch)
-            started = loop.time()
+            started = self._running_since = loop.time()
             try:
                 results = await loop.run_in_executor(None, self.fn, [item for item, _ in batch])
                 took = loop.time() - started
@@ -77,4 +79,4 @@ class MicroBatcher:
                     if not future.done():
                         future.set_exception(e)
             finally:
-                self._running = 0
+                self._running_since = None
