@@ -125,3 +125,17 @@ def test_stale_index_is_reported(tmp_path):
     assert "changed since the build" in idx.staleness()
     result = runner.invoke(app, ["info", "--index-dir", str(tmp_path / "ix")], env={"COLUMNS": "300"})
     assert result.exit_code == 0 and "changed since" in result.output
+
+
+def test_a_build_killed_between_its_two_renames_leaves_a_readable_index(tmp_path):
+    """The swap parks the old index at .NAME.old, then renames the new one in; a kill in between must not lose
+    the index: Index.open serves the parked copy, and the next build replaces it."""
+    from rerank_pipeline.index.store import previous_version_path
+
+    corpus = write_jsonl(tmp_path / "c.jsonl", [{"id": "a", "text": "red shoes"}, {"id": "b", "text": "blue hat"}])
+    idx, _ = build_index(corpus, "x", tmp_path / "ix", dense=False, show_progress=False)
+    before = [h.docid for h in idx.bm25(2)("red shoes")]
+    (tmp_path / "ix" / "x").rename(previous_version_path(tmp_path / "ix" / "x"))   # killed between the renames
+    assert [h.docid for h in Index.open("x", tmp_path / "ix").bm25(2)("red shoes")] == before
+    build_index(corpus, "x", tmp_path / "ix", dense=False, show_progress=False)
+    assert (tmp_path / "ix" / "x").is_dir() and not previous_version_path(tmp_path / "ix" / "x").exists()

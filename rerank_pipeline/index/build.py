@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import time
 from contextlib import contextmanager
@@ -21,7 +20,7 @@ from .. import __version__
 from ..encoders import DEFAULT_ENCODER_NAME, default_encoder_path, load_tokenizer, resolve_encoder, tokenizer_fingerprint
 from ..io.records import read_records
 from .docstore import write_docstore
-from .store import DEFAULT_INDEX_DIR, FORMAT_VERSION, MANIFEST, Index
+from .store import DEFAULT_INDEX_DIR, FORMAT_VERSION, MANIFEST, Index, previous_version_path
 
 ENCODE_CHUNK = 4096
 SKIPPED_REPORT = "skipped.tsv"
@@ -37,8 +36,11 @@ def _progress(enabled: bool):
 
 
 def _swap_into_place(work: Path, target: Path) -> None:
-    old = target.with_name(f".{target.name}.old-{os.getpid()}")
+    """Two renames: target -> `.NAME.old`, work -> target. A kill between them leaves no target but a complete
+    `.NAME.old`, which `Index.open` serves (and the next build replaces)."""
+    old = previous_version_path(target)
     if target.exists():
+        shutil.rmtree(old, ignore_errors=True)  # a stale copy from an earlier interrupted swap
         target.rename(old)
     work.rename(target)
     shutil.rmtree(old, ignore_errors=True)

@@ -23,6 +23,11 @@ def resolve_index_path(name_or_path: str | Path, index_dir: str | Path | None = 
     return Path(index_dir or DEFAULT_INDEX_DIR) / name_or_path
 
 
+def previous_version_path(path: Path) -> Path:
+    """Where a build parks the index it replaces while it swaps the new one in."""
+    return path.with_name(f".{path.name}.old")
+
+
 class Index:
     def __init__(self, path: Path, manifest: dict):
         self.path, self.manifest = path, manifest
@@ -31,6 +36,8 @@ class Index:
     @classmethod
     def open(cls, name_or_path: str | Path, index_dir: str | Path | None = None) -> "Index":
         path = resolve_index_path(name_or_path, index_dir)
+        if not path.is_dir() and previous_version_path(path).is_dir():
+            path = previous_version_path(path)  # a build was killed mid-swap: the previous version is complete
         if not path.is_dir():
             raise InvalidIndexError(f"no index at {path} (build one with `rerank index CORPUS --name {Path(name_or_path).name}`)")
         try:
