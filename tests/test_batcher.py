@@ -3,7 +3,6 @@ accepted ones keep a bounded wait."""
 import asyncio
 import time
 
-
 from rerank_pipeline.serving.batcher import MicroBatcher, Overloaded
 
 
