@@ -7,7 +7,7 @@ from typing import List, Optional
 import typer
 
 from . import render
-from .app import IndexDirOpt, fail, known_errors, app, console
+from .app import IndexDirOpt, app, console, fail, known_errors
 
 
 @app.command("eval")

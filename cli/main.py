@@ -10,7 +10,7 @@ from typing import Optional
 import typer
 
 from . import render
-from .app import IndexDirOpt, fail, known_errors, app, console, err, open_index_pipeline
+from .app import IndexDirOpt, app, console, err, fail, known_errors, open_index_pipeline
 
 
 class FaissKind(str, Enum):

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from . import render
-from .app import IndexDirOpt, fail, known_errors, app, console, open_index_pipeline
+from .app import IndexDirOpt, app, console, fail, known_errors, open_index_pipeline
 
 
 class Mode(str, Enum):

@@ -8,7 +8,7 @@ from typing import List, Optional
 import typer
 
 from . import render
-from .app import fail, known_errors, app, console
+from .app import app, console, fail, known_errors
 
 
 class ModelKind(str, Enum):
