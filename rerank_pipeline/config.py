@@ -22,6 +22,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "cutoff": 100,
 }
 _TOP_KEYS = {"name", "retrievers", "fusion", "cutoff", "reranker"}
+_RERANKER_KEYS = {"type", "model", "cutoff", "interpolate"}
 
 
 class ConfigError(ValueError):
@@ -90,9 +91,8 @@ def validate_config(cfg: Any, source: str = "config") -> None:
 
         if not isinstance(reranker, dict) or reranker.get("type") not in RERANKERS:
             raise ConfigError(f"{source}: reranker.type must be one of {sorted(RERANKERS)}, got {reranker!r}")
-        if set(reranker) - {"type", "model", "cutoff", "interpolate"}:
-            raise ConfigError(f"{source}: reranker: unknown key(s) "
-                              f"{sorted(set(reranker) - {'type', 'model', 'cutoff', 'interpolate'})}")
+        if set(reranker) - _RERANKER_KEYS:
+            raise ConfigError(f"{source}: reranker: unknown key(s) {sorted(set(reranker) - _RERANKER_KEYS)}")
         if "cutoff" in reranker:
             _positive_int(reranker["cutoff"], f"{source}: reranker.cutoff")
         alpha = reranker.get("interpolate", 1.0)

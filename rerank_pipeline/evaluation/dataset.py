@@ -29,7 +29,7 @@ def evaluate_dataset(dataset: str | Path, split: str, *, index=None, configs: Se
         candidates = read_run(rerank_run)
         candidates = Run.from_sorted({q: h for q, h in candidates.items() if q in qrels})
         docs = ds.docs({h.docid for _, hits in candidates.items() for h in hits})
-        model = load_reranker({"model": reranker} if reranker != "default" else {})
+        model = load_reranker({"model": reranker})
         systems[Path(rerank_run).stem] = candidates
         systems[f"{Path(rerank_run).stem} >> {model.name}"] = model.rerank(queries, candidates, docs)
     if index is not None:

@@ -14,9 +14,10 @@ from ..types import Hit, Queries, Run
 
 class BiEncoderReranker(Stage):
     def __init__(self, encoder: str | None = None, batch_size: int = 128, index=None):
-        if index is not None and "dense" in index.stages:
-            encoder = index.manifest["dense"]["encoder"]
-        self.encoder, self.batch_size, self.index = encoder, batch_size, index
+        self.index = index if index is not None and "dense" in index.stages else None  # stored embeddings
+        if self.index is not None:
+            encoder = self.index.manifest["dense"]["encoder"]
+        self.encoder, self.batch_size = encoder, batch_size
         self.name = "MiniLM cosine" if encoder in (None, "sentence-transformers/all-MiniLM-L6-v2") else f"cosine({encoder})"
 
     def transform(self, queries: Queries, run: Run | None = None) -> Run:
@@ -26,7 +27,7 @@ class BiEncoderReranker(Stage):
         q_emb = encode([queries[q] for q in qids], self.encoder, self.batch_size)
         docids = [[h.docid for h in run[q]] for q in qids]
         flat = [d for ds in docids for d in ds]
-        if self.index is not None and "dense" in self.index.stages:
+        if self.index is not None:
             d_emb = np.load(self.index.path / "dense" / "embeddings.npy", mmap_mode="r")[
                 self.index.docstore.rows(flat)]
         else:
