@@ -32,6 +32,7 @@ def index(
     text_field: Optional[str] = typer.Option(None, "--text-field", help="Field holding the text (disables title joining)."),
     skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Index valid records and report the skipped ones."),
     rebuild_faiss: bool = typer.Option(False, "--rebuild-faiss", help="Only swap the FAISS structure of an existing index, from its stored embeddings."),
+    mice: Optional[Path] = typer.Option(None, "--mice", help="MICE model dir: store its per-token document states in the index (reranking then runs only the query side)."),
 ) -> None:
     """Validate CORPUS and build index NAME atomically (the previous index survives an interrupted build)."""
     from rerank_pipeline.index import Index, build_index
@@ -44,7 +45,7 @@ def index(
             return
         idx, skipped = build_index(corpus, name, index_dir, bm25=not no_bm25, dense=not no_dense,
                                    faiss_kind=faiss.value, encoder=encoder, id_field=id_field, text_field=text_field,
-                                   skip_invalid=skip_invalid, show_progress=True)
+                                   skip_invalid=skip_invalid, show_progress=True, mice=mice)
     except known_errors() as e:
         fail(str(e))
     for p in skipped[:20]:
@@ -52,7 +53,7 @@ def index(
     if skipped:
         err.print(f"[yellow]{len(skipped)} invalid record(s) skipped[/] (all listed in {idx.path / 'skipped.tsv'})")
     console.print(f"Indexed {idx.manifest['corpus']['documents']} documents into [bold]{idx.path}[/] "
-                  f"({', '.join(idx.stages)}).")
+                  f"({', '.join(idx.stages + (['MICE states'] if 'mice' in idx.manifest else []))}).")
 
 
 @app.command()
@@ -119,7 +120,7 @@ def demo(
 
     corpus = write_demo_corpus(index_dir / "demo-corpus.jsonl")
     index(corpus=corpus, name="demo", index_dir=index_dir, no_bm25=False, no_dense=False, faiss=FaissKind.flat,
-          encoder=None, id_field=None, text_field=None, skip_invalid=False, rebuild_faiss=False)
+          encoder=None, id_field=None, text_field=None, skip_invalid=False, rebuild_faiss=False, mice=None)
     search(query=query, index_name="demo", index_dir=index_dir, config=None, k=10, as_json=False, queries=None,
            output=None, no_rerank=False, interpolate=None)
 

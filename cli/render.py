@@ -27,15 +27,18 @@ def indexes(index_dir, found) -> Table:
     from rerank_pipeline.index import Index
 
     table = Table(title=f"Indexes in {index_dir}", title_justify="left")
-    for col in ("name", "docs", "stages", "encoder", "faiss", "created", "corpus", "status"):
+    for col in ("name", "docs", "stages", "encoder", "faiss", "MICE states", "created", "corpus", "status"):
         table.add_column(col, overflow="fold")
     for path, manifest in found:
         if isinstance(manifest, str):
-            table.add_row(path.name, "-", "", "", "", "", "", f"[red]{escape(manifest)}[/]")
+            table.add_row(path.name, "-", "", "", "", "", "", "", f"[red]{escape(manifest)}[/]")
             continue
         stale = Index(path, manifest).staleness()
+        mice = manifest.get("mice")
+        states = (f"{mice['bytes'] / 2**20:,.1f} MiB, {mice['tokens']:,} tokens (m={mice['merge_layer']})"
+                  if mice else "-")
         table.add_row(manifest["name"], str(manifest["corpus"]["documents"]), ", ".join(manifest["stages"]),
-                      manifest["tokenizer"]["encoder"], manifest.get("dense", {}).get("faiss", "-"),
+                      manifest["tokenizer"]["encoder"], manifest.get("dense", {}).get("faiss", "-"), states,
                       manifest["created"], manifest["corpus"]["path"],
                       f"[yellow]{escape(stale)}[/]" if stale else "ok")
     return table

@@ -14,6 +14,7 @@ from .app import app, console, fail, known_errors
 class ModelKind(str, Enum):
     crossjem = "crossjem"
     pointwise = "pointwise"
+    mice = "mice"
 
 
 class LossName(str, Enum):
@@ -22,6 +23,7 @@ class LossName(str, Enum):
     listnet = "listnet"
     ce = "ce"
     bce = "bce"
+    margin_mse = "margin-mse"
 
 
 @app.command()
@@ -32,8 +34,8 @@ def train(
     split: str = typer.Option("train", "--split", help="Training split."),
     dev_split: Optional[str] = typer.Option("dev", "--dev-split", help="Dev split evaluated each epoch ('' for none; held out of train where a set has no dev)."),
     dev_data: List[Path] = typer.Option([], "--dev-data", help="Dataset dirs for the dev split (default: the --data dirs)."),
-    loss: LossName = typer.Option(LossName.rpl, "--loss", help="rpl (Eq. 2), rpl-inclusive, listnet, ce (softmax CE), bce."),
-    teacher: Optional[Path] = typer.Option(None, "--teacher", help="Model dir whose scores become the targets (distillation)."),
+    loss: LossName = typer.Option(LossName.rpl, "--loss", help="rpl (Eq. 2), rpl-inclusive, listnet, ce (softmax CE), bce, margin-mse (MICE)."),
+    teacher: Optional[Path] = typer.Option(None, "--teacher", help="Model dir whose scores become the targets (distillation); MICE is also cut from it."),
     label_mix: float = typer.Option(0.0, "--label-mix", min=0.0, max=1.0, help="With --teacher: targets (1-m)*teacher + m*labels."),
     init: Optional[str] = typer.Option(None, "--encoder", help="Local encoder dir to start from (default all-MiniLM-L6-v2)."),
     epochs: int = typer.Option(3, "--epochs", min=1),
@@ -52,16 +54,20 @@ def train(
     max_dev_lists: Optional[int] = typer.Option(None, "--max-dev-lists", min=1, help="At most this many dev queries per dataset (cheaper per-epoch dev)."),
     max_item_tokens: Optional[int] = typer.Option(None, "--max-item-tokens", min=8, max=480, help="Word pieces kept per candidate (long documents: first passage)."),
     position_encoding: bool = typer.Option(False, "--position-encoding", help="CROSS-JEM Appendix F in-item positions."),
+    merge_layer: int = typer.Option(3, "--merge-layer", min=0, help="MICE m: layers below it see query and document apart."),
+    depth: int = typer.Option(6, "--depth", min=2, help="MICE d: layers m..d-1 interact, the rest are dropped."),
     seed: int = typer.Option(13, "--seed"),
     patience: int = typer.Option(2, "--patience", min=1),
     fp16: bool = typer.Option(False, "--fp16", help="Store weights as fp16 (half the size)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUTPUT/checkpoint."),
 ) -> None:
-    """Train a CROSS-JEM or pointwise reranker; the best dev epoch is saved to OUTPUT as safetensors."""
-    from rerank_pipeline.rerankers import RERANKERS, Reranker
+    """Train a CROSS-JEM, pointwise or MICE reranker; the best dev epoch is saved to OUTPUT as safetensors."""
+    from rerank_pipeline.rerankers import MICE, RERANKERS, Reranker
     from rerank_pipeline.training import ListSpec, TrainConfig, load_many
     from rerank_pipeline.training import train as run_training
 
+    if model == ModelKind.mice and teacher is None:
+        fail("--model mice: MICE is cut from a trained pointwise cross-encoder and distilled from it; pass --teacher DIR")
     try:
         spec = ListSpec(given_k=given_k, bm25_k=bm25_k, dense_k=dense_k, max_lists=max_lists)
         train_lists = load_many(data, split, spec, index_dir, dense)
@@ -73,7 +79,10 @@ def train(
         extra = {"position_encoding": position_encoding} if model == ModelKind.crossjem else {}
         if max_item_tokens:
             extra["max_item_tokens"] = max_item_tokens
-        net = RERANKERS[model.value].from_encoder(init, **extra)
+        if model == ModelKind.mice:
+            net = MICE.from_teacher(teacher, merge_layer=merge_layer, depth=depth, **extra)
+        else:
+            net = RERANKERS[model.value].from_encoder(init, **extra)
         cfg = TrainConfig(loss=loss.value, epochs=epochs, lr=lr, lists_per_step=lists_per_step, grad_accum=grad_accum,
                           list_size=list_size, seed=seed, patience=patience, lists_per_epoch=lists_per_epoch,
                           mix_temperature=mix_temperature, label_mix=label_mix)

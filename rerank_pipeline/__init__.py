@@ -5,7 +5,7 @@ __version__ = "0.1.0"
 # torch / pandas come only with the rerankers and evaluation.
 _LAZY = {"Index": "index", "build_index": "index", "Stage": "pipeline", "Fusion": "pipeline", "BM25": "retrievers",
          "Dense": "retrievers", "Hit": "types", "Run": "types", "CrossJEM": "rerankers",
-         "PointwiseCrossEncoder": "rerankers", "Reranker": "rerankers", "experiment": "evaluation",
+         "PointwiseCrossEncoder": "rerankers", "MICE": "rerankers", "Reranker": "rerankers", "experiment": "evaluation",
          "compare": "evaluation"}
 
 

@@ -3,7 +3,8 @@ import math
 import pytest
 import torch
 
-from rerank_pipeline.training.losses import bce_loss, listnet_loss, rpl_inclusive_loss, rpl_loss, softmax_ce_loss
+from rerank_pipeline.training.losses import (bce_loss, listnet_loss, margin_mse_loss, rpl_inclusive_loss, rpl_loss,
+                                             softmax_ce_loss)
 
 
 def test_rpl_hand_computed_example():
@@ -91,3 +92,18 @@ def test_rpl_inclusive_gives_every_item_gradient_and_binary_signal():
     loss = rpl_inclusive_loss(fb, torch.tensor([[1.0, 0.0, 0.0]]), torch.ones(1, 3, dtype=torch.bool))
     loss.backward()
     assert loss.item() > 0 and fb.grad[0, 0] < 0
+
+
+def test_margin_mse_against_explicit_pairs():
+    torch.manual_seed(0)
+    f = torch.randn(3, 5)
+    p = torch.rand(3, 5) * 0.98 + 0.01
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [1, 0, 0, 0, 0]], dtype=torch.bool)
+    t = torch.log(p / (1 - p))
+    per_list = []
+    for b in range(2):  # the third list has one item: no pair, no signal
+        n = int(mask[b].sum())
+        pairs = [((f[b, i] - f[b, j]) - (t[b, i] - t[b, j])) ** 2 for i in range(n) for j in range(n) if i != j]
+        per_list.append(sum(pairs) / len(pairs))
+    assert margin_mse_loss(f, p, mask).item() == pytest.approx(float(sum(per_list) / 2), rel=1e-5)
+    assert margin_mse_loss(t + 3.0, p, mask).item() == pytest.approx(0.0, abs=1e-5)  # a shift keeps every margin

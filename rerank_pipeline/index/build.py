@@ -60,8 +60,10 @@ def build_index(
     skip_invalid: bool = False,
     show_progress: bool = True,
     encode_batch_size: int = 128,
+    mice: str | Path | None = None,
 ) -> tuple[Index, list]:
-    """Build (or rebuild) index `name`. Returns the opened index and the problems skipped (with skip_invalid)."""
+    """Build (or rebuild) index `name`. Returns the opened index and the problems skipped (with skip_invalid).
+    `mice`: a MICE model directory whose document states are stored with the index (index/states.py)."""
     from ..retrievers.bm25 import Bm25sBackend
     from ..retrievers.dense import FAISS_KINDS, build_faiss, load_dual_encoder, write_faiss
 
@@ -81,10 +83,16 @@ def build_index(
         docids = [r.id for r in records.records]
         texts = [r.text for r in records.records]
 
+        mice_model = None
+        if mice is not None:
+            from ..rerankers.mice import MICE
+
+            mice_model = MICE.load(mice)
         encoder_path = resolve_encoder(encoder)
         encoder_name = DEFAULT_ENCODER_NAME if encoder_path == default_encoder_path() else encoder_path
         settings = {"bm25": bm25, "dense": dense, "faiss": faiss_kind, "encoder": encoder_name,
-                    "id_field": id_field, "text_field": text_field, "skip_invalid": skip_invalid}
+                    "id_field": id_field, "text_field": text_field, "skip_invalid": skip_invalid,
+                    "mice": mice_model.states_fingerprint if mice_model else None}
         key = hashlib.sha256((records.sha256 + json.dumps(settings, sort_keys=True)).encode()).hexdigest()[:12]
         root.mkdir(parents=True, exist_ok=True)
         work = root / f".{name}.build-{key}"
@@ -134,6 +142,16 @@ def build_index(
             manifest_stages["dense"] = {"encoder": encoder_name, "dim": int(embeddings.shape[1]),
                                         "faiss": faiss_kind, "normalized": True,
                                         "max_seq_length": int(model.max_seq_length)}
+
+        if mice_model is not None:
+            from .docstore import DocStore
+            from .states import STATES_DIR, write_document_states
+
+            store = DocStore(work / "docstore.sqlite")
+            task = progress.add_task("mice states", total=len(docids))
+            manifest_stages[STATES_DIR] = write_document_states(
+                work / STATES_DIR, lambda a, b: store.token_ids(docids[a:b], mice_model.tokenizer), len(docids),
+                mice_model, lambda n: progress.advance(task, n))
 
     manifest = {
         "format_version": FORMAT_VERSION,

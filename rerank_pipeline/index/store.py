@@ -50,8 +50,9 @@ class Index:
             raise InvalidIndexError(f"{path} has index format {manifest.get('format_version')!r}; this library reads "
                               f"format {FORMAT_VERSION}: rebuild it with `rerank index`")
         for stage, files in (("docstore", ["docstore.sqlite"]), ("bm25", ["bm25/params.index.json"]),
-                             ("dense", ["dense/embeddings.npy", "dense/index.faiss"])):
-            if stage == "docstore" or stage in manifest.get("stages", []):
+                             ("dense", ["dense/embeddings.npy", "dense/index.faiss"]),
+                             ("mice", ["mice/states.npy", "mice/offsets.npy", "mice/meta.json"])):
+            if stage == "docstore" or stage in manifest.get("stages", []) or stage in manifest:
                 missing = [f for f in files if not (path / f).is_file()]
                 if missing:
                     raise InvalidIndexError(f"{path} is incomplete: {', '.join(missing)} missing; rebuild it")

@@ -124,6 +124,14 @@ class Reranker(Stage):
         """One logit tensor per query (its candidates in order); differentiable unless under inference_mode."""
         raise NotImplementedError
 
+    def per_query(self, values: list[torch.Tensor], positions: list[torch.Tensor], sizes: Sequence[int]) -> list[torch.Tensor]:
+        """Pair logits computed in batches (`values`, at flat pair `positions`) back in order, split per query."""
+        if not values:
+            return list(torch.zeros(sum(sizes), device=self.device).split(list(sizes)))
+        v = torch.cat(values)
+        flat = torch.zeros(sum(sizes), device=self.device, dtype=v.dtype).index_copy(0, torch.cat(positions), v)
+        return list(flat.split(list(sizes)))
+
     def score_ids(self, query_ids: Sequence[np.ndarray], candidates: Sequence[Sequence[np.ndarray]]) -> list[np.ndarray]:
         with torch.inference_mode(), self.autocast():
             out = self.logits(query_ids, [self.truncate_items(c) for c in candidates])
@@ -144,17 +152,19 @@ class Reranker(Stage):
         missing = [q for q in qids if q not in queries]
         if missing:
             raise ValueError(f"{len(missing)} run query ids have no query text (first: {missing[0]!r})")
-        query_ids = self.tokenize_queries([queries[q] for q in qids])
         docids = [[h.docid for h in run[q]] for q in qids]
-        flat = [d for ds in docids for d in ds]
-        tokens = run.docs.token_ids(flat, self.tokenizer)
+        scores = self.score_docs([queries[q] for q in qids], docids, run.docs)
+        rankings = {q: [Hit(d, float(s)) for d, s in zip(ds, sc)] for q, ds, sc in zip(qids, docids, scores)}
+        return Run(rankings, run.docs)
+
+    def score_docs(self, query_texts: Sequence[str], docids: Sequence[Sequence[str]], docs: DocSource) -> list[np.ndarray]:
+        """Scores of each query's documents (ids in `docs`), reading stored token ids where the index has them."""
+        tokens = docs.token_ids([d for ds in docids for d in ds], self.tokenizer)
         candidates, start = [], 0
         for ds in docids:
             candidates.append(tokens[start:start + len(ds)])
             start += len(ds)
-        scores = self.score_ids(query_ids, candidates)
-        rankings = {q: [Hit(d, float(s)) for d, s in zip(ds, sc)] for q, ds, sc in zip(qids, docids, scores)}
-        return Run(rankings, run.docs)
+        return self.score_ids(self.tokenize_queries(query_texts), candidates)
 
     def rerank(self, queries: QueryInput, run: Run, docs: DocSource | dict[str, str] | None = None) -> Run:
         """Rescore a candidate run (e.g. read from a TREC file); `docs` maps doc ids to text if the run has none."""
@@ -169,3 +179,14 @@ class Reranker(Stage):
         scores = self.score_ids(self.tokenize_queries([query]), [tokenize_ids(self.tokenizer, documents)])[0]
         order = np.argsort(-scores, kind="stable")[:top_k]
         return [{"corpus_id": int(i), "score": float(scores[i]), "text": documents[i]} for i in order]
+
+
+def budget_batches(sorted_lengths: Sequence[int], budget: int):
+    """Index ranges over ascending lengths whose padded size (count x longest) stays within `budget` tokens."""
+    start = 0
+    while start < len(sorted_lengths):
+        end = start + 1
+        while end < len(sorted_lengths) and sorted_lengths[end] * (end - start + 1) <= budget:
+            end += 1
+        yield np.arange(start, end)
+        start = end

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .base import Reranker
+from .base import Reranker, budget_batches
 
 
 class PointwiseNetwork(nn.Module):
@@ -63,16 +63,9 @@ class PointwiseCrossEncoder(Reranker):
         pairs = [(q, j) for q, items in enumerate(candidates) for j in range(len(items))]
         lengths = np.array([len(query_ids[q]) + len(candidates[q][j]) + 3 for q, j in pairs])
         order = np.argsort(lengths, kind="stable")
-        budget = max_batch_tokens or self.config["max_batch_tokens"]
-        flat = torch.zeros(len(pairs), device=self.device)
         values, positions = [], []
-        start = 0
-        while start < len(order):
-            # Sorted ascending, so the last pair of a batch is its longest.
-            end = start + 1
-            while end < len(order) and lengths[order[end]] * (end - start + 1) <= budget:
-                end += 1
-            idx = order[start:end]
+        for batch in budget_batches(lengths[order], max_batch_tokens or self.config["max_batch_tokens"]):
+            idx = order[batch]  # ascending, so the last pair of a batch is its longest
             width = int(lengths[idx[-1]])
             ids = np.zeros((len(idx), width), np.int64)
             types = np.zeros((len(idx), width), np.int64)
@@ -86,9 +79,4 @@ class PointwiseCrossEncoder(Reranker):
             t = lambda a: torch.from_numpy(a).to(self.device, non_blocking=True)  # noqa: E731
             values.append(self.network(t(ids), t(mask), t(types)))
             positions.append(torch.from_numpy(idx).to(self.device))
-            start = end
-        if values:
-            v = torch.cat(values)
-            flat = torch.zeros(len(pairs), device=self.device, dtype=v.dtype).index_copy(0, torch.cat(positions), v)
-        sizes = [len(c) for c in candidates]
-        return list(torch.split(flat, sizes))
+        return self.per_query(values, positions, [len(c) for c in candidates])

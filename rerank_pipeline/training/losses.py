@@ -75,4 +75,17 @@ def bce_loss(f: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tens
     return (per_item * mask).sum() / mask.sum().clamp(min=1)
 
 
-LOSSES = {"rpl": rpl_loss, "rpl-inclusive": rpl_inclusive_loss, "listnet": listnet_loss, "ce": softmax_ce_loss, "bce": bce_loss}
+def margin_mse_loss(f: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """MarginMSE (Hofstaetter et al. 2020) over every ordered pair of a list: mean ((f_i - f_j) - (t_i - t_j))^2 with
+    t the teacher's logits, recovered from the probabilities the loop stores as targets. With e = f - t the pair sum
+    is 2 n sum(e^2) - 2 (sum e)^2, so no [N, N] tensor is built."""
+    p = y.to(torch.float32).clamp(1e-6, 1 - 1e-6)
+    e = ((f.float() - torch.log(p / (1 - p))) * mask).masked_fill(~mask, 0.0)
+    n = mask.sum(-1).float()
+    pair_sum = 2 * n * (e ** 2).sum(-1) - 2 * e.sum(-1) ** 2
+    per_list = pair_sum / (n * (n - 1)).clamp(min=1)
+    return _mean_over_lists(per_list, n > 1)
+
+
+LOSSES = {"rpl": rpl_loss, "rpl-inclusive": rpl_inclusive_loss, "listnet": listnet_loss, "ce": softmax_ce_loss,
+          "bce": bce_loss, "margin-mse": margin_mse_loss}

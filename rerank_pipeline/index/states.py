@@ -1,0 +1,111 @@
+"""Per-token document states stored in an index (MICE's layer-m states): `mice/states.npy` (fp16 [tokens, hidden],
+memory-mapped), `mice/offsets.npy` (row r's tokens are states[offsets[r]:offsets[r + 1]], rows as in the docstore)
+and `mice/meta.json` (the fingerprint of the model that computed them).
+
+Computed in chunks kept in the work directory, so an interrupted build resumes where it stopped.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+STATES_DIR = "mice"
+CHUNK_DOCS = 1024
+
+
+class DocumentStates:
+    def __init__(self, path: Path):
+        self.path = path
+        self.meta = json.loads((path / "meta.json").read_text())
+        self.offsets = np.load(path / "offsets.npy")
+        self._states = np.load(path / "states.npy", mmap_mode="r")
+
+    @classmethod
+    def beside(cls, docs) -> "DocumentStates | None":
+        """The states stored in the index that `docs` (its docstore) belongs to, if any."""
+        path = getattr(docs, "path", None)
+        if path is None or not (Path(path).parent / STATES_DIR / "meta.json").is_file():
+            return None
+        return cls(Path(path).parent / STATES_DIR)
+
+    @property
+    def fingerprint(self) -> str:
+        return self.meta["fingerprint"]
+
+    def states(self, rows: Sequence[int]) -> list[np.ndarray]:
+        """Each row's [tokens, hidden] fp16 states, copied out of the memory map (torch wants writable arrays)."""
+        return [np.array(self._states[self.offsets[r]:self.offsets[r + 1]]) for r in rows]
+
+
+def write_document_states(directory: Path, token_ids: Callable[[int, int], list[np.ndarray]], n_docs: int, model,
+                          progress: Callable[[int], None] | None = None) -> dict:
+    """Compute and store every document's states with MICE `model`; `token_ids(start, end)` gives documents
+    start..end-1. Finished chunks under `directory/chunks` are reused (resume); returns the meta written."""
+    import torch
+
+    chunks = directory / "chunks"
+    chunks.mkdir(parents=True, exist_ok=True)
+    lengths: list[np.ndarray] = []
+    for c, start in enumerate(range(0, n_docs, CHUNK_DOCS)):
+        path = chunks / f"{c:05d}.npz"
+        if not path.exists():
+            items = model.truncate_items(token_ids(start, min(start + CHUNK_DOCS, n_docs)))
+            with torch.inference_mode(), model.autocast():
+                states = model.document_states(items)
+            tmp = chunks / f"{c:05d}.tmp.npz"
+            np.savez(tmp, states=torch.cat(states).half().cpu().numpy(),
+                     lengths=np.array([len(s) for s in states], np.int64))
+            tmp.rename(path)
+        with np.load(path) as part:
+            lengths.append(part["lengths"])
+        if progress:
+            progress(len(lengths[-1]))
+    offsets = np.concatenate([[0], np.cumsum(np.concatenate(lengths) if lengths else [])]).astype(np.int64)
+    hidden = model.network.encoder.config.hidden_size
+    out = np.lib.format.open_memmap(directory / "states.npy", mode="w+", dtype=np.float16,
+                                    shape=(int(offsets[-1]), hidden))
+    for c in range(len(lengths)):
+        with np.load(chunks / f"{c:05d}.npz") as part:
+            start = offsets[c * CHUNK_DOCS]
+            out[start:start + len(part["states"])] = part["states"]
+    out.flush()
+    del out
+    np.save(directory / "offsets.npy", offsets)
+    meta = {"fingerprint": model.states_fingerprint, "merge_layer": model.config["merge_layer"], "max_item_tokens": model.config["max_item_tokens"],
+            "tokens": int(offsets[-1]), "hidden": hidden, "dtype": "float16",
+            "bytes": int((directory / "states.npy").stat().st_size)}
+    (directory / "meta.json").write_text(json.dumps(meta, indent=2))
+    shutil.rmtree(chunks)
+    return meta
+
+
+def add_document_states(index, model, show_progress: bool = True):
+    """Store `model`'s document states in an existing index, atomically: computed in `.mice.build-FINGERPRINT`
+    inside the index (resumable), then renamed to `mice/` and recorded in the manifest."""
+    from .build import _progress
+    from .store import MANIFEST, Index
+
+    store = index.docstore
+    work = index.path / f".{STATES_DIR}.build-{model.states_fingerprint}"
+    for stale in index.path.glob(f".{STATES_DIR}.build-*"):
+        if stale != work:
+            shutil.rmtree(stale, ignore_errors=True)
+    with _progress(show_progress) as progress:
+        task = progress.add_task("mice states", total=len(store))
+        meta = write_document_states(
+            work, lambda a, b: store.token_ids(store.docids[a:b], model.tokenizer), len(store), model,
+            lambda n: progress.advance(task, n))
+    target, old = index.path / STATES_DIR, index.path / f".{STATES_DIR}.old"
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        target.rename(old)
+    work.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
+    manifest = {**index.manifest, STATES_DIR: meta}
+    (index.path / (MANIFEST + ".tmp")).write_text(json.dumps(manifest, indent=2))
+    (index.path / (MANIFEST + ".tmp")).replace(index.path / MANIFEST)
+    return Index.open(index.path)

@@ -1,0 +1,159 @@
+"""MICE, minimal-interaction cross-encoders (Vast et al. 2026): a pointwise teacher cut so that documents are
+encoded alone up to layer m (stored at index time) and the query reads them in a few top layers."""
+from __future__ import annotations
+
+import hashlib
+import json
+import warnings
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch.nn.utils.rnn import pad_sequence
+
+from ..base import Reranker, budget_batches
+from .model import MiceNetwork
+
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[2] / "models" / "mice-minilm-l6"
+
+
+class MICE(Reranker):
+    kind = "mice"
+    defaults: dict[str, Any] = {
+        "max_query_tokens": 32,
+        "max_item_tokens": 64,     # stored per document at index time: 768 bytes a token in fp16
+        "merge_layer": 3,          # m: layers 0..m-1 see query and document apart
+        "depth": 6,                # d: layers m..d-1 interact, layers from d on are dropped
+        "max_batch_tokens": 16384,
+    }
+    _warned = False  # the on-the-fly warning is given once per model
+
+    @classmethod
+    def build_network(cls, encoder: torch.nn.Module, config: dict[str, Any]) -> torch.nn.Module:
+        return MiceNetwork(encoder, config["merge_layer"], config["depth"])
+
+    @classmethod
+    def from_teacher(cls, teacher: str | Path, device: str | None = None, **config) -> "MICE":
+        """A MICE model cut from a trained pointwise cross-encoder (its layers, head and tokenizer), to be trained by
+        distillation from that same teacher."""
+        from ..pointwise import PointwiseCrossEncoder
+
+        source = PointwiseCrossEncoder.load(teacher, device="cpu")  # errors name the file and field when mismatched
+        config = {**cls.defaults, "max_query_tokens": source.config["max_query_tokens"], **config}
+        network = MiceNetwork(source.network.encoder, config["merge_layer"], config["depth"], head=source.network.head)
+        return cls(network, source.tokenizer, {**config, "teacher": str(teacher)}, device)
+
+    @classmethod
+    def default(cls) -> "MICE":
+        if not (DEFAULT_MODEL_DIR / "model.safetensors").is_file():
+            raise FileNotFoundError("no MICE model ships with this version (none has passed the quality gate); "
+                                    "train one with `rerank train --model mice --teacher DIR` and pass its directory")
+        return cls.load(DEFAULT_MODEL_DIR)
+
+    # ---- the two sides -----------------------------------------------------------------------------------------
+    @property
+    def doc_position_offset(self) -> int:
+        """Documents are encoded alone, so their positions cannot follow their query's; they start where a document
+        follows the longest query in the teacher's `[CLS] q [SEP] d [SEP]`."""
+        return self.config["max_query_tokens"] + 2
+
+    def query_states(self, query_ids: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Layer-m states [Q, Lq, H] of `[CLS] q [SEP]` and their mask, one row per query (not per pair)."""
+        cls_id, sep_id = self.tokenizer.cls_token_id, self.tokenizer.sep_token_id
+        width = max(len(q) for q in query_ids) + 2
+        ids = np.zeros((len(query_ids), width), np.int64)
+        mask = np.zeros((len(query_ids), width), np.int64)
+        for row, q in enumerate(query_ids):
+            ids[row, : len(q) + 2] = np.concatenate([[cls_id], q, [sep_id]])
+            mask[row, : len(q) + 2] = 1
+        ids_t, mask_t = torch.from_numpy(ids).to(self.device), torch.from_numpy(mask).to(self.device)
+        positions = torch.arange(width, device=self.device).expand(len(query_ids), -1)
+        states = self.network.bottom(ids_t, mask_t, torch.zeros_like(ids_t), positions)
+        return states, mask_t.bool()
+
+    def document_states(self, items: Sequence[np.ndarray], max_batch_tokens: int | None = None) -> list[torch.Tensor]:
+        """Layer-m states [len + 1, H] of each `d [SEP]` alone: what an index stores. Length-sorted batches."""
+        sep_id = self.tokenizer.sep_token_id
+        seqs = [np.append(np.asarray(t, np.int64), sep_id) for t in items]
+        order = np.argsort([len(s) for s in seqs], kind="stable")
+        budget = max_batch_tokens or self.config["max_batch_tokens"]
+        out: list[torch.Tensor | None] = [None] * len(seqs)
+        for idx in budget_batches([len(seqs[i]) for i in order], budget):
+            rows = order[idx]
+            width = len(seqs[rows[-1]])
+            ids = np.zeros((len(rows), width), np.int64)
+            mask = np.zeros((len(rows), width), np.int64)
+            for r, i in enumerate(rows):
+                ids[r, : len(seqs[i])] = seqs[i]
+                mask[r, : len(seqs[i])] = 1
+            ids_t, mask_t = torch.from_numpy(ids).to(self.device), torch.from_numpy(mask).to(self.device)
+            positions = self.doc_position_offset + torch.arange(width, device=self.device).expand(len(rows), -1)
+            states = self.network.bottom(ids_t, mask_t, torch.ones_like(ids_t), positions)
+            for r, i in enumerate(rows):
+                out[i] = states[r, : len(seqs[i])]
+        return out  # type: ignore[return-value]
+
+    def interact(self, query_states: torch.Tensor, query_mask: torch.Tensor,
+                 docs: Sequence[Sequence[torch.Tensor]], max_batch_tokens: int | None = None) -> list[torch.Tensor]:
+        """Logits per query for its documents' layer-m states; pairs batched by length under the token budget."""
+        pairs = [(q, j) for q, ds in enumerate(docs) for j in range(len(ds))]
+        q_len = query_mask.sum(-1).cpu().numpy()
+        lengths = np.array([q_len[q] + len(docs[q][j]) for q, j in pairs], dtype=np.int64)
+        order = np.argsort(lengths, kind="stable")
+        values, positions = [], []
+        for idx in budget_batches(lengths[order], max_batch_tokens or self.config["max_batch_tokens"]):
+            rows = order[idx]
+            owners = torch.as_tensor([pairs[p][0] for p in rows], device=self.device)
+            doc = pad_sequence([docs[pairs[p][0]][pairs[p][1]] for p in rows], batch_first=True)
+            doc_mask = pad_sequence([torch.ones(len(docs[pairs[p][0]][pairs[p][1]]), dtype=torch.bool,
+                                                device=self.device) for p in rows], batch_first=True)
+            values.append(self.network.interact(query_states[owners], query_mask[owners], doc.to(query_states.dtype),
+                                                doc_mask))
+            positions.append(torch.from_numpy(rows).to(self.device))
+        return self.per_query(values, positions, [len(d) for d in docs])
+
+    def logits(self, query_ids: Sequence[np.ndarray], candidates: Sequence[Sequence[np.ndarray]],
+               max_batch_tokens: int | None = None) -> list[torch.Tensor]:
+        """Both sides computed here (training, and reranking without stored states)."""
+        q_states, q_mask = self.query_states(query_ids)
+        flat = self.document_states([t for c in candidates for t in c], max_batch_tokens)
+        docs, start = [], 0
+        for c in candidates:
+            docs.append(flat[start:start + len(c)])
+            start += len(c)
+        return self.interact(q_states, q_mask, docs, max_batch_tokens)
+
+    # ---- stored document states --------------------------------------------------------------------------------
+    @cached_property
+    def states_fingerprint(self) -> str:
+        """Identifies the document states this model computes: its bottom weights and the document layout."""
+        h = hashlib.sha256(json.dumps([self.config["max_item_tokens"], self.doc_position_offset,
+                                       self.tokenizer.sep_token_id]).encode())
+        for name, tensor in sorted(self.network.encoder.state_dict().items()):
+            h.update(name.encode())
+            h.update(tensor.detach().float().cpu().numpy().tobytes())
+        return h.hexdigest()[:16]
+
+    def score_docs(self, query_texts: Sequence[str], docids: Sequence[Sequence[str]], docs) -> list[np.ndarray]:
+        """With the index's stored states for this model, only the query side and the interaction layers run."""
+        from ...index.states import DocumentStates
+
+        stored = DocumentStates.beside(docs)
+        if stored is None or stored.fingerprint != self.states_fingerprint:
+            if not self._warned:
+                why = "the index has none" if stored is None else "the index's states come from another MICE model"
+                warnings.warn(f"MICE computes document states on the fly ({why}; store them with "
+                              "`rerank index ... --mice MODEL_DIR`)", stacklevel=2)
+                self._warned = True
+            return super().score_docs(query_texts, docids, docs)
+        flat = stored.states(docs.rows([d for ds in docids for d in ds]))
+        per_query, start = [], 0
+        for ds in docids:
+            per_query.append([torch.from_numpy(s).to(self.device) for s in flat[start:start + len(ds)]])
+            start += len(ds)
+        with torch.inference_mode(), self.autocast():
+            q_states, q_mask = self.query_states(self.tokenize_queries(query_texts))
+            scores = self.interact(q_states, q_mask, per_query)
+        return [s.float().cpu().numpy() for s in scores]
