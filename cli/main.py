@@ -56,6 +56,31 @@ def index(
                   f"({', '.join(idx.stages + (['MICE states'] if 'mice' in idx.manifest else []))}).")
 
 
+@app.command("axn-index")
+def axn_index(
+    index_name: str = typer.Argument(..., help="Index (with a dense stage) to fit AXN item vectors for."),
+    reranker: Path = typer.Option(..., "--reranker", help="Reranker model dir whose scores AXN retrieves by."),
+    index_dir: Path = IndexDirOpt,
+    queries: Optional[Path] = typer.Option(None, "--queries", "-q", help="The corpus's training queries (jsonl); default: pseudo queries from document text."),
+    pseudo: int = typer.Option(500, "--pseudo", min=1, help="Pseudo queries to sample without --queries."),
+    k_d: int = typer.Option(100, "--k-d", min=1, help="Dual-encoder candidates scored per fitting query."),
+) -> None:
+    """Fit AXN item vectors to a reranker's scores (adaptive retrieval, `type: axn` in a config) and store them."""
+    from rerank_pipeline.index import Index
+    from rerank_pipeline.io import read_queries
+    from rerank_pipeline.rerankers import Reranker
+    from rerank_pipeline.retrievers.axn import fit_axn
+
+    try:
+        texts = list(read_queries(queries).values()) if queries else None
+        axn = fit_axn(Index.open(index_name, index_dir), Reranker.load(reranker), texts, pseudo=pseudo, k_d=k_d)
+    except known_errors() as e:
+        fail(str(e))
+    m = axn.meta
+    console.print(f"AXN item vectors for [bold]{index_name}[/] from {m['queries']}: {m['reranker_calls']:,} reranker "
+                  f"calls in {m['seconds']:.0f} s; held-out RMSE {m['heldout_rmse_before']:.4f} -> {m['heldout_rmse']:.4f}")
+
+
 @app.command()
 def search(
     query: Optional[str] = typer.Argument(None, help="One query. Use --queries for a batch."),

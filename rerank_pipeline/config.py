@@ -6,6 +6,10 @@ reranker; `build_pipeline` turns it into the same Stage expression one would wri
     cutoff: 100
     reranker: {type: crossjem, model: default, interpolate: 0.8, cutoff: 100}
     # == (BM25(idx) % 100 | Dense(idx) % 100) % 100 >> Interpolate(CrossJEM.default(), 0.8) % 100
+
+AXN retrieves with a reranker of its own (retrievers/axn.py):
+    retrievers: [{type: axn, k: 10, budget: 100, rounds: 5, blend: 0.0, first: dense,
+                  reranker: {type: crossjem, model: runs/crossjem}}]
 """
 from __future__ import annotations
 
@@ -23,6 +27,8 @@ DEFAULT_CONFIG: dict[str, Any] = {
 }
 _TOP_KEYS = {"name", "retrievers", "fusion", "cutoff", "reranker"}
 _RERANKER_KEYS = {"type", "model", "cutoff", "interpolate"}
+_RETRIEVER_KEYS = {"bm25": {"type", "k"}, "dense": {"type", "k"},
+                   "axn": {"type", "k", "budget", "rounds", "blend", "first", "reranker"}}
 
 
 class ConfigError(ValueError):
@@ -71,11 +77,23 @@ def validate_config(cfg: Any, source: str = "config") -> None:
         raise ConfigError(f"{source}: field 'retrievers' must be a non-empty list")
     for i, r in enumerate(retrievers):
         where = f"{source}: retrievers[{i}]"
-        if not isinstance(r, dict) or r.get("type") not in ("bm25", "dense"):
-            raise ConfigError(f"{where}.type must be 'bm25' or 'dense', got {r!r}")
-        if set(r) - {"type", "k"}:
-            raise ConfigError(f"{where}: unknown key(s) {sorted(set(r) - {'type', 'k'})}")
+        if not isinstance(r, dict) or r.get("type") not in _RETRIEVER_KEYS:
+            raise ConfigError(f"{where}.type must be one of {sorted(_RETRIEVER_KEYS)}, got {r!r}")
+        if set(r) - _RETRIEVER_KEYS[r["type"]]:
+            raise ConfigError(f"{where}: unknown key(s) {sorted(set(r) - _RETRIEVER_KEYS[r['type']])}")
         _positive_int(r.get("k", 1000), f"{where}.k")
+        if r["type"] == "axn":
+            for key in ("budget", "rounds"):
+                if key in r:
+                    _positive_int(r[key], f"{where}.{key}")
+            if r.get("budget", 100) < r.get("rounds", 5):
+                raise ConfigError(f"{where}: budget must be at least rounds")
+            blend = r.get("blend", 0.0)
+            if isinstance(blend, bool) or not isinstance(blend, (int, float)) or not 0 <= blend <= 1:
+                raise ConfigError(f"{where}.blend must be a number in [0, 1], got {blend!r}")
+            if r.get("first", "dense") not in ("dense", "bm25"):
+                raise ConfigError(f"{where}.first must be 'dense' or 'bm25'")
+            _validate_reranker(r.get("reranker"), f"{where}.reranker")
     fusion = cfg.get("fusion", {"method": "rrf"})
     if not isinstance(fusion, dict) or fusion.get("method") not in ("rrf", "weighted"):
         raise ConfigError(f"{source}: fusion.method must be 'rrf' or 'weighted'")
@@ -85,29 +103,30 @@ def validate_config(cfg: Any, source: str = "config") -> None:
         raise ConfigError(f"{source}: fusion.weights must list one weight per retriever ({len(retrievers)})")
     if "cutoff" in cfg:
         _positive_int(cfg["cutoff"], f"{source}: cutoff")
-    reranker = cfg.get("reranker")
-    if reranker is not None:
-        from .rerankers import RERANKERS
+    if cfg.get("reranker") is not None:
+        _validate_reranker(cfg["reranker"], f"{source}: reranker")
 
-        if not isinstance(reranker, dict) or reranker.get("type") not in RERANKERS:
-            raise ConfigError(f"{source}: reranker.type must be one of {sorted(RERANKERS)}, got {reranker!r}")
-        if set(reranker) - _RERANKER_KEYS:
-            raise ConfigError(f"{source}: reranker: unknown key(s) {sorted(set(reranker) - _RERANKER_KEYS)}")
-        if "cutoff" in reranker:
-            _positive_int(reranker["cutoff"], f"{source}: reranker.cutoff")
-        alpha = reranker.get("interpolate", 1.0)
-        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha <= 1:
-            raise ConfigError(f"{source}: reranker.interpolate must be a number in [0, 1], got {alpha!r}")
+
+def _validate_reranker(reranker: Any, where: str) -> None:
+    from .rerankers import RERANKERS
+
+    if not isinstance(reranker, dict) or reranker.get("type") not in RERANKERS:
+        raise ConfigError(f"{where}.type must be one of {sorted(RERANKERS)}, got {reranker!r}")
+    if set(reranker) - _RERANKER_KEYS:
+        raise ConfigError(f"{where}: unknown key(s) {sorted(set(reranker) - _RERANKER_KEYS)}")
+    if "cutoff" in reranker:
+        _positive_int(reranker["cutoff"], f"{where}.cutoff")
+    alpha = reranker.get("interpolate", 1.0)
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha <= 1:
+        raise ConfigError(f"{where}.interpolate must be a number in [0, 1], got {alpha!r}")
 
 
 def build_pipeline(cfg: dict[str, Any], index, reranker=None) -> Stage:
     """The Stage a config describes, over `index`. `reranker` overrides the config's reranker (e.g. a loaded model)."""
     from .pipeline import Fusion
-    from .retrievers import BM25, Dense
 
     validate_config(cfg)
-    kinds = {"bm25": BM25, "dense": Dense}
-    members = [kinds[r["type"]](index, k=r.get("k", 1000)) for r in cfg["retrievers"]]
+    members = [_retriever(r, index) for r in cfg["retrievers"]]
     fusion = cfg.get("fusion", {"method": "rrf"})
     if len(members) == 1:
         stage: Stage = members[0]
@@ -133,9 +152,22 @@ def build_pipeline(cfg: dict[str, Any], index, reranker=None) -> Stage:
     return stage
 
 
+def _retriever(spec: dict[str, Any], index) -> Stage:
+    from .retrievers import BM25, Dense
+
+    if spec["type"] == "axn":
+        from .rerankers import load_reranker
+        from .retrievers.axn import AXN
+
+        return AXN(index, load_reranker(spec["reranker"]), budget=spec.get("budget", 100),
+                   rounds=spec.get("rounds", 5), k=spec.get("k", 100), blend=spec.get("blend", 0.0),
+                   first=spec.get("first", "dense"))
+    return {"bm25": BM25, "dense": Dense}[spec["type"]](index, k=spec.get("k", 1000))
+
+
 def adapt_to_index(cfg: dict[str, Any], index) -> dict[str, Any]:
     """Drop the retrievers `index` was built without (so the default config works on a `--no-dense` index)."""
-    usable = [r for r in cfg["retrievers"] if r["type"] in index.stages]
+    usable = [r for r in cfg["retrievers"] if (r["type"] if r["type"] != "axn" else "dense") in index.stages]
     if not usable:
         raise ConfigError(f"config needs {[r['type'] for r in cfg['retrievers']]}, index '{index.name}' has "
                           f"{index.stages}")

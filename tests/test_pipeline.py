@@ -73,7 +73,7 @@ def test_operators_compose():
 
 def test_default_yaml_matches_builtin_and_loader_errors(tmp_path):
     assert load_config(CONFIGS / "default.yaml") == default_config() == load_config(None)
-    for name in ("bm25-only.yaml", "dense-only.yaml", "weighted.yaml"):
+    for name in ("bm25-only.yaml", "dense-only.yaml", "weighted.yaml", "crossjem.yaml", "mice.yaml", "axn.yaml"):
         load_config(CONFIGS / name)
     bad = {
         "unknown.yaml": ("retrievers: [{type: bm25}]\nrerankr: {}\n", "unknown key"),
@@ -82,6 +82,10 @@ def test_default_yaml_matches_builtin_and_loader_errors(tmp_path):
         "weights.yaml": ("retrievers: [{type: bm25}, {type: dense}]\nfusion: {method: weighted, weights: [1]}\n",
                          "one weight per retriever"),
         "syntax.yaml": ("retrievers: [\n", "invalid YAML"),
+        "axn-budget.yaml": ("retrievers: [{type: axn, budget: 3, rounds: 5, reranker: {type: mice}}]\n",
+                            "budget must be at least rounds"),
+        "axn-reranker.yaml": ("retrievers: [{type: axn}]\n", "retrievers\\[0\\].reranker.type"),
+        "axn-key.yaml": ("retrievers: [{type: axn, budgett: 3, reranker: {type: mice}}]\n", "unknown key"),
     }
     for name, (text, message) in bad.items():
         (tmp_path / name).write_text(text)
