@@ -51,11 +51,12 @@ def bench(
     queries: int = typer.Option(5, "--queries", min=1, help="Queries per size (each scored alone)."),
     repeats: int = typer.Option(3, "--repeats", min=1, help="Timed repeats per query (median)."),
     model: Optional[Path] = typer.Option(None, "--model", help="CROSS-JEM model dir (default: a fresh head on MiniLM; speed is the same)."),
+    mice: Optional[Path] = typer.Option(None, "--mice", help="MICE model dir (default: cut from the pointwise model, m=3, d=6)."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
     corpus: Optional[Path] = typer.Option(None, "--corpus", help="Short-text corpus to draw BM25 candidate lists from (default: synthetic titles)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Also write the table as Markdown."),
 ) -> None:
-    """CROSS-JEM vs the pointwise cross-encoder: ms per query and the speed-up, same encoder and candidates."""
+    """CROSS-JEM and MICE vs the pointwise cross-encoder: ms per query and the speed-up, same encoder and candidates."""
     from rerank_pipeline.bench import run_bench
     from rerank_pipeline.io import read_records
 
@@ -63,7 +64,7 @@ def bench(
         texts = [r.text for r in read_records(corpus).records] if corpus else None
     except known_errors() as e:
         fail(str(e))
-    rows = run_bench(sizes, queries, repeats, device, str(model) if model else None, texts)
+    rows = run_bench(sizes, queries, repeats, device, str(model) if model else None, texts, str(mice) if mice else None)
     source = corpus.parent.name if corpus else "synthetic titles"
     console.print(render.bench(rows, source))
     if output:

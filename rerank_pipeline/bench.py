@@ -1,4 +1,4 @@
-"""Reranker speed: CROSS-JEM against the pointwise cross-encoder on the same encoder and candidate lists.
+"""Reranker speed: CROSS-JEM and MICE against the pointwise cross-encoder on the same encoder and candidate lists.
 
 Candidate lists are real retrieval output: BM25 (bm25s) top-N over a short-text corpus (a real one with `corpus`,
 else synthetic titles), so candidates share vocabulary the way first-stage results do. Each query is scored alone (per-query latency, as in serving),
@@ -16,7 +16,7 @@ import torch
 
 from .demo import synthetic_titles
 from .encoders import tokenize_ids
-from .rerankers import CrossJEM, PointwiseCrossEncoder
+from .rerankers import MICE, CrossJEM, PointwiseCrossEncoder
 from .rerankers.crossjem.packing import pack
 
 
@@ -29,6 +29,8 @@ class BenchRow:
     pointwise_ms: float
     peer_ms: float            # sentence-transformers CrossEncoder, same weights as pointwise, tokenization included
     packing_ms: float         # CROSS-JEM's CPU-side packing alone (part of crossjem_ms)
+    mice_ms: float            # MICE with the documents' states stored at index time (query side + interaction)
+    mice_fly_ms: float        # MICE computing the document states too (no stored states)
     groups_per_query: float
     union_tokens: float
     item_tokens: float
@@ -36,6 +38,10 @@ class BenchRow:
     @property
     def speedup(self) -> float:
         return self.pointwise_ms / self.crossjem_ms
+
+    @property
+    def mice_speedup(self) -> float:
+        return self.pointwise_ms / self.mice_ms
 
 
 def candidate_lists(n_items: int, n_queries: int, corpus: Sequence[str] | None = None,
@@ -76,8 +82,23 @@ def _peer(pointwise: PointwiseCrossEncoder, tmp: str):
     return CrossEncoder(tmp, max_length=max_length, device=pointwise.device)
 
 
+def _mice_stored(mice: MICE, q, items):
+    """MICE as served from an index with stored states: the documents' layer-m states are an input."""
+    with torch.inference_mode(), mice.autocast():
+        states = [s.half() for s in mice.document_states(mice.truncate_items(items))]
+
+    def score():
+        with torch.inference_mode(), mice.autocast():
+            q_states, q_mask = mice.query_states([q])
+            return mice.interact(q_states, q_mask, [states])
+    return score
+
+
 def run_bench(sizes: Sequence[int] = (100, 700), queries: int = 5, repeats: int = 3, device: str | None = None,
-              model_dir: str | None = None, corpus: Sequence[str] | None = None) -> list[BenchRow]:
+              model_dir: str | None = None, corpus: Sequence[str] | None = None,
+              mice_dir: str | None = None) -> list[BenchRow]:
+    """Without model directories the models are fresh heads on MiniLM (speed does not depend on the weights); MICE
+    is then cut from the pointwise model with its default layers."""
     import tempfile
 
     crossjem = CrossJEM.load(model_dir, device) if model_dir else CrossJEM.from_encoder(device=device)
@@ -85,6 +106,9 @@ def run_bench(sizes: Sequence[int] = (100, 700), queries: int = 5, repeats: int 
     pointwise.network.encoder.load_state_dict(crossjem.network.encoder.state_dict())  # the same encoder weights
     with tempfile.TemporaryDirectory() as tmp:
         peer = _peer(pointwise, tmp)
+        pointwise.save(tmp)
+        mice = MICE.load(mice_dir, crossjem.device) if mice_dir else MICE.from_teacher(
+            tmp, device=crossjem.device, max_item_tokens=pointwise.config["max_item_tokens"])
     rows = []
     for n in sizes:
         texts, lists = candidate_lists(n, queries, corpus)
@@ -92,9 +116,9 @@ def run_bench(sizes: Sequence[int] = (100, 700), queries: int = 5, repeats: int 
         items = [tokenize_ids(crossjem.tokenizer, l) for l in lists]
         # Tokenization happens at index time in the pipeline: time the models on token ids only.
         for q, c in zip(q_ids[:1], items[:1]):  # warm-up
-            crossjem.score_ids([q], [c]), pointwise.score_ids([q], [c])
+            crossjem.score_ids([q], [c]), pointwise.score_ids([q], [c]), mice.score_ids([q], [c])
         peer.predict([(texts[0], d) for d in lists[0]], batch_size=128, show_progress_bar=False)
-        cj, pw, st, pk = [], [], [], []
+        cj, pw, st, pk, mi, mf = [], [], [], [], [], []
         packed = lambda q, c: pack([q], [crossjem.truncate_items(c)], crossjem.config["union_capacity"],  # noqa: E731
                                    crossjem.tokenizer.cls_token_id, crossjem.tokenizer.sep_token_id)
         for q, c, text, docs in zip(q_ids, items, texts, lists):
@@ -103,10 +127,14 @@ def run_bench(sizes: Sequence[int] = (100, 700), queries: int = 5, repeats: int 
             st.append(_time(lambda: peer.predict([(text, d) for d in docs], batch_size=128,
                                                  show_progress_bar=False), repeats))
             pk.append(_time(lambda: packed(q, c), repeats))
+            stored = _mice_stored(mice, q, c)
+            mi.append(_time(stored, repeats))
+            mf.append(_time(lambda: mice.score_ids([q], [c]), repeats))
         groups = [packed(q, c) for q, c in zip(q_ids, items)]
         rows.append(BenchRow(
             n, crossjem.device, len(q_ids), 1000 * statistics.median(cj), 1000 * statistics.median(pw),
-            1000 * statistics.median(st), 1000 * statistics.median(pk),
+            1000 * statistics.median(st), 1000 * statistics.median(pk), 1000 * statistics.median(mi),
+            1000 * statistics.median(mf),
             float(np.mean([len(g) for g in groups])),
             float(np.mean([len(x.input_ids) - x.n_query for g in groups for x in g])),
             float(np.mean([len(t) for c in items for t in c])),

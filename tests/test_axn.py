@@ -116,7 +116,7 @@ def test_cli_fit_then_search_from_yaml(demo_index, tiny_encoder, tmp_path):
 
     from typer.testing import CliRunner
 
-    from cli.main import app
+    from rerank_cli.main import app
     from rerank_pipeline.rerankers import CrossJEM
 
     shutil.copytree(demo_index.path, tmp_path / "ix" / "demo")

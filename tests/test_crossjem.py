@@ -150,7 +150,7 @@ def test_reranker_reuses_index_token_ids(demo_index, crossjem, monkeypatch):
     assert [h.docid for h in again["1"]] == [h.docid for h in expected["1"]]
 
 
-def test_bench_command_reports_both_models(tmp_path):
+def test_bench_command_reports_every_model(tmp_path):
     from typer.testing import CliRunner
 
     from rerank_cli.main import app
@@ -161,7 +161,8 @@ def test_bench_command_reports_both_models(tmp_path):
     assert result.exit_code == 0, result.output
     row = out.read_text().splitlines()[4].split("|")
     assert row[1].strip() == "30" and float(row[4]) > 0 and float(row[5]) > 0 and row[6].strip().endswith("x")
-    assert float(row[7]) > 0 and 0 < float(row[8].strip().rstrip("%")) < 100
+    assert float(row[7]) > 0 and row[8].strip().endswith("x") and float(row[9]) > 0  # MICE stored / on the fly
+    assert float(row[10]) > 0 and 0 < float(row[11].strip().rstrip("%")) < 100
 
 
 def test_default_pipeline_matches_what_ships_and_finds_both_words_first(demo_index):

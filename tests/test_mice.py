@@ -93,7 +93,7 @@ def test_bad_teacher_and_layers(teacher_dir, tmp_path):
 def test_cli_needs_teacher(tmp_path):
     from typer.testing import CliRunner
 
-    from cli.main import app
+    from rerank_cli.main import app
 
     result = CliRunner().invoke(app, ["train", "--model", "mice", "--data", str(tmp_path), "--output",
                                       str(tmp_path / "out")])

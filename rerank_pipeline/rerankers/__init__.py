@@ -4,10 +4,12 @@ from typing import Any
 
 from .base import Reranker
 from .crossjem import DEFAULT_MODEL_DIR, CrossJEM
+from .hf import HFCrossEncoder
 from .mice import MICE
 from .pointwise import PointwiseCrossEncoder
 
-RERANKERS: dict[str, type[Reranker]] = {"crossjem": CrossJEM, "pointwise": PointwiseCrossEncoder, "mice": MICE}
+RERANKERS: dict[str, type[Reranker]] = {"crossjem": CrossJEM, "pointwise": PointwiseCrossEncoder, "mice": MICE,
+                                       "hf-cross-encoder": HFCrossEncoder}
 
 
 def _shipped_reranker_config() -> dict[str, Any] | None:
@@ -29,4 +31,4 @@ def load_reranker(spec: dict[str, Any]) -> Reranker:
     return (RERANKERS[spec["type"]] if "type" in spec else Reranker).from_spec(spec)
 
 
-__all__ = ["Reranker", "CrossJEM", "PointwiseCrossEncoder", "MICE", "RERANKERS", "load_reranker", "DEFAULT_MODEL_DIR"]
+__all__ = ["Reranker", "CrossJEM", "PointwiseCrossEncoder", "MICE", "HFCrossEncoder", "RERANKERS", "load_reranker", "DEFAULT_MODEL_DIR"]

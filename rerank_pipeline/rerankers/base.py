@@ -60,8 +60,12 @@ class Reranker(Stage):
         from safetensors.torch import load_file
 
         from . import RERANKERS
+        from .hf import HFCrossEncoder, is_sequence_classifier
 
         path = Path(path)
+        if cls in (Reranker, HFCrossEncoder) and not (path / CONFIG_FILE).is_file() and (
+                is_sequence_classifier(path) or not path.exists()):
+            return HFCrossEncoder.load(path, device)  # any Hugging Face cross-encoder (directory, or Hub id if allowed)
         for name in (CONFIG_FILE, "config.json", "model.safetensors"):
             if not (path / name).is_file():
                 raise FileNotFoundError(f"{path} is not a reranker model directory ({name} missing)")

@@ -57,11 +57,16 @@ class PointwiseCrossEncoder(Reranker):
         model.save_pretrained(path, safe_serialization=True)
         self.tokenizer.save_pretrained(path)
 
+    def pair_input(self, query: np.ndarray, item: np.ndarray) -> tuple[np.ndarray, int]:
+        """The ids of `[CLS] q [SEP] d [SEP]` and where the second segment (token type 1) starts."""
+        return (np.concatenate([[self.tokenizer.cls_token_id], query, [self.tokenizer.sep_token_id], item,
+                                [self.tokenizer.sep_token_id]]), len(query) + 2)
+
     def logits(self, query_ids: Sequence[np.ndarray], candidates: Sequence[Sequence[np.ndarray]],
                max_batch_tokens: int | None = None) -> list[torch.Tensor]:
-        cls_id, sep_id = self.tokenizer.cls_token_id, self.tokenizer.sep_token_id
         pairs = [(q, j) for q, items in enumerate(candidates) for j in range(len(items))]
-        lengths = np.array([len(query_ids[q]) + len(candidates[q][j]) + 3 for q, j in pairs])
+        inputs = [self.pair_input(query_ids[q], candidates[q][j]) for q, j in pairs]
+        lengths = np.array([len(ids) for ids, _ in inputs])
         order = np.argsort(lengths, kind="stable")
         values, positions = [], []
         for batch in budget_batches(lengths[order], max_batch_tokens or self.config["max_batch_tokens"]):
@@ -71,11 +76,10 @@ class PointwiseCrossEncoder(Reranker):
             types = np.zeros((len(idx), width), np.int64)
             mask = np.zeros((len(idx), width), np.int64)
             for row, p in enumerate(idx):
-                q, j = pairs[p]
-                seq = np.concatenate([[cls_id], query_ids[q], [sep_id], candidates[q][j], [sep_id]])
+                seq, second = inputs[p]
                 ids[row, : len(seq)] = seq
                 mask[row, : len(seq)] = 1
-                types[row, len(query_ids[q]) + 2: len(seq)] = 1
+                types[row, second: len(seq)] = 1
             t = lambda a: torch.from_numpy(a).to(self.device, non_blocking=True)  # noqa: E731
             values.append(self.network(t(ids), t(mask), t(types)))
             positions.append(torch.from_numpy(idx).to(self.device))
