@@ -70,3 +70,30 @@ def test_empty_and_missing_files(tmp_path):
         read_records(tmp_path / "nope.jsonl")
     with pytest.raises(InvalidInputError, match="allbad.jsonl:1: malformed JSON"):
         read_records(write_jsonl(tmp_path / "allbad.jsonl", ["{x"]), skip_invalid=True)
+
+
+def test_ms_marco_tsv_and_compressed_inputs(tmp_path):
+    import gzip
+
+    import zstandard
+
+    collection = "0\tThe presence of communication amid scientific minds\n1\tThe Manhattan Project\n"
+    (tmp_path / "collection.tsv").write_text(collection)
+    rs = read_records(tmp_path / "collection.tsv")
+    assert [(r.id, r.text, r.line) for r in rs.records] == [
+        ("0", "The presence of communication amid scientific minds", 1), ("1", "The Manhattan Project", 2)]
+    (tmp_path / "queries.tsv").write_text("qid\tquery\n7\twhat was the manhattan project\n")  # a header stays one
+    assert [(r.id, r.text) for r in read_records(tmp_path / "queries.tsv").records] == [
+        ("7", "what was the manhattan project")]
+    (tmp_path / "named.tsv").write_text("pid\tpassage\n3\tsome text\n")  # a header the caller names
+    assert [r.id for r in read_records(tmp_path / "named.tsv", id_field="pid", text_field="passage").records] == ["3"]
+    rows = "".join(json.dumps({"id": f"d{i}", "text": f"text {i}"}) + "\n" for i in range(3)).encode()
+    (tmp_path / "c.jsonl.zst").write_bytes(zstandard.ZstdCompressor().compress(rows))
+    (tmp_path / "c.jsonl.gz").write_bytes(gzip.compress(rows))
+    (tmp_path / "collection.tsv.zst").write_bytes(zstandard.ZstdCompressor().compress(collection.encode()))
+    assert [r.id for r in read_records(tmp_path / "c.jsonl.zst").records] == ["d0", "d1", "d2"]
+    assert read_records(tmp_path / "c.jsonl.zst").records == read_records(tmp_path / "c.jsonl.gz").records
+    assert len(read_records(tmp_path / "collection.tsv.zst").records) == 2
+    (tmp_path / "bad.tsv").write_text("0\tfine\n1\n")
+    with pytest.raises(InvalidInputError, match="bad.tsv:2: field 'text'"):
+        read_records(tmp_path / "bad.tsv")

@@ -69,16 +69,26 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _open_bytes(path: Path):
-    """The file's bytes, gunzipped when the name ends in .gz."""
-    import gzip
+COMPRESSED = (".gz", ".zst")
 
-    return gzip.open(path, "rb") if path.suffix.lower() == ".gz" else open(path, "rb")
+
+def _open_bytes(path: Path):
+    """The file's bytes, decompressed when the name ends in .gz or .zst."""
+    suffix = path.suffix.lower()
+    if suffix == ".gz":
+        import gzip
+
+        return gzip.open(path, "rb")
+    if suffix == ".zst":
+        import zstandard
+
+        return io.BufferedReader(zstandard.open(path, "rb"))  # adds line iteration
+    return open(path, "rb")
 
 
 def _format_suffix(path: Path) -> str:
-    """`.jsonl` for both `x.jsonl` and `x.jsonl.gz`."""
-    return Path(path.stem).suffix.lower() if path.suffix.lower() == ".gz" else path.suffix.lower()
+    """`.jsonl` for `x.jsonl`, `x.jsonl.gz` and `x.jsonl.zst`."""
+    return Path(path.stem).suffix.lower() if path.suffix.lower() in COMPRESSED else path.suffix.lower()
 
 
 def _rows_jsonl(path: Path, problems: list[Problem]) -> Iterator[tuple[int, dict]]:
@@ -104,7 +114,9 @@ def _rows_jsonl(path: Path, problems: list[Problem]) -> Iterator[tuple[int, dict
             yield lineno, obj
 
 
-def _rows_delimited(path: Path, problems: list[Problem]) -> Iterator[tuple[int, dict]]:
+def _rows_delimited(path: Path, problems: list[Problem], named: tuple[str | None, ...] = ()) -> Iterator[tuple[int, dict]]:
+    """Rows of a tsv/csv with a header; a two-column file whose first line names no known field (and none the
+    caller asked for) is MS MARCO style, headerless `id<TAB>text`."""
     with _open_bytes(path) as f:
         data = f.read()
     try:
@@ -114,7 +126,11 @@ def _rows_delimited(path: Path, problems: list[Problem]) -> Iterator[tuple[int, 
         problems.append(Problem(str(path), line, "", f"invalid UTF-8 at byte {e.start}"))
         return
     delimiter = "," if _format_suffix(path) == ".csv" else "\t"
-    reader = csv.DictReader(io.StringIO(content, newline=""), delimiter=delimiter)
+    first = next(csv.reader(io.StringIO(content, newline=""), delimiter=delimiter), [])
+    known = {*ID_FIELDS, *TEXT_FIELDS, TITLE_FIELD, *(n for n in named if n)}
+    headerless = len(first) == 2 and not known & set(first)
+    reader = csv.DictReader(io.StringIO(content, newline=""), delimiter=delimiter,
+                            fieldnames=["id", "text"] if headerless else None)
     for row in reader:
         lineno = reader.line_num
         if None in row:
@@ -161,11 +177,11 @@ def read_records(
     if suffix in (".jsonl", ".json", ".ndjson"):
         rows = _rows_jsonl(path, problems)
     elif suffix in (".tsv", ".csv", ".txt"):
-        rows = _rows_delimited(path, problems)
+        rows = _rows_delimited(path, problems, (id_field, text_field))
     elif suffix == ".parquet":
         rows = _rows_parquet(path, problems)
     else:
-        raise InvalidInputError([Problem(str(path), 0, "", f"unknown format '{suffix}' (use jsonl, tsv, csv, parquet)")], what)
+        raise InvalidInputError([Problem(str(path), 0, "", f"unknown format '{suffix}' (use jsonl, tsv, csv, parquet; .gz or .zst compressed)")], what)
 
     records: list[Record] = []
     first_line: dict[str, int] = {}
