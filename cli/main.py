@@ -21,7 +21,7 @@ class FaissKind(str, Enum):
 
 @app.command()
 def index(
-    corpus: Path = typer.Argument(..., help="Corpus file: jsonl (pyserini, BEIR or {id,text}), tsv/csv with a header, or parquet."),
+    corpus: Optional[Path] = typer.Argument(None, help="Corpus file: jsonl (pyserini, BEIR or {id,text}), tsv/csv with a header or MS MARCO id<TAB>text, parquet; .gz/.zst compressed."),
     name: str = typer.Option(..., "--name", "-n", help="Index name (a directory under --index-dir)."),
     index_dir: Path = IndexDirOpt,
     no_bm25: bool = typer.Option(False, "--no-bm25", help="Skip the BM25 index."),
@@ -32,13 +32,27 @@ def index(
     text_field: Optional[str] = typer.Option(None, "--text-field", help="Field holding the text (disables title joining)."),
     skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Index valid records and report the skipped ones."),
     rebuild_faiss: bool = typer.Option(False, "--rebuild-faiss", help="Only swap the FAISS structure of an existing index, from its stored embeddings."),
+    add: bool = typer.Option(False, "--add", help="Add CORPUS's documents to the existing index NAME (an id already there is replaced)."),
+    delete: Optional[str] = typer.Option(None, "--delete", help="Delete these ids from index NAME: a comma-separated list or a file with one id per line."),
     mice: Optional[Path] = typer.Option(None, "--mice", help="MICE model dir: store its per-token document states in the index (reranking then runs only the query side)."),
 ) -> None:
-    """Validate CORPUS and build index NAME atomically (the previous index survives an interrupted build)."""
-    from rerank_pipeline.index import Index, build_index
+    """Validate CORPUS and build index NAME atomically (the previous index survives an interrupted build); with
+    --add / --delete, update an existing index the same way."""
+    from rerank_pipeline.index import Index, build_index, read_id_list, update_index
     from rerank_pipeline.index import rebuild_faiss as swap_faiss
 
+    if corpus is None and not (rebuild_faiss or delete):
+        fail("give a CORPUS file (or --delete IDS / --rebuild-faiss for an existing index)")
     try:
+        if add or delete:
+            idx, summary = update_index(Index.open(name, index_dir), corpus if add else None,
+                                        read_id_list(delete) if delete else (), id_field=id_field,
+                                        text_field=text_field, skip_invalid=skip_invalid)
+            console.print(f"Updated [bold]{idx.path}[/]: {summary['added']} added, {summary['replaced']} replaced, "
+                          f"{summary['deleted']} deleted; {summary['documents']} documents.")
+            if "dropped" in idx.manifest:
+                err.print(f"[yellow]{idx.manifest['dropped']}[/]")
+            return
         if rebuild_faiss:
             idx = swap_faiss(Index.open(name, index_dir), faiss.value)
             console.print(f"Rebuilt FAISS ({faiss.value}) of [bold]{idx.name}[/] from stored embeddings.")

@@ -2,6 +2,7 @@
 from .build import build_index, rebuild_faiss
 from .docstore import DocStore, TextDocs
 from .store import DEFAULT_INDEX_DIR, Index, InvalidIndexError, list_indexes
+from .update import read_id_list, update_index
 
 __all__ = ["build_index", "rebuild_faiss", "DocStore", "TextDocs", "Index", "InvalidIndexError", "list_indexes",
-           "DEFAULT_INDEX_DIR"]
+           "DEFAULT_INDEX_DIR", "update_index", "read_id_list"]

@@ -113,6 +113,8 @@ class Index:
         """Why the index no longer matches its corpus file (changed or gone), or None if it still does."""
         from ..io.records import file_sha256
 
+        if self.manifest["corpus"].get("updates"):
+            return None  # updated with --add/--delete: the corpus file was only its starting point
         corpus = Path(self.manifest["corpus"]["path"])
         if not corpus.is_file():
             return f"corpus {corpus} is gone"

@@ -1,0 +1,101 @@
+"""Incremental updates of a built index: add (or replace) documents and delete ids, atomically.
+
+The new version is assembled in `.NAME.update-KEY` beside the index and swapped in like a build, so an interrupted
+update leaves the previous index intact (re-running the command redoes it). Kept documents reuse their stored
+embeddings: only added documents are encoded. BM25 and the docstore are rewritten from the kept and added texts
+(seconds next to encoding). MICE states and AXN item vectors are not carried over (they would go stale); the
+manifest says so.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..encoders import load_tokenizer, resolve_encoder
+from ..io.records import read_records
+from .build import _progress, _swap_into_place
+from .docstore import write_docstore
+from .store import MANIFEST, Index
+
+
+def read_id_list(spec: str) -> list[str]:
+    """Ids to delete: a file with one id per line, or a comma-separated list."""
+    path = Path(spec)
+    if path.is_file():
+        return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [i.strip() for i in spec.split(",") if i.strip()]
+
+
+def update_index(index: Index, add: str | Path | None = None, delete: Sequence[str] = (), *,
+                 id_field: str | None = None, text_field: str | None = None, skip_invalid: bool = False,
+                 show_progress: bool = True) -> tuple[Index, dict]:
+    """Add the records of `add` (an id already present is replaced) and delete the ids in `delete`. Returns the
+    updated index and a summary {added, replaced, deleted, documents}."""
+    from ..retrievers.bm25 import Bm25sBackend
+    from ..retrievers.dense import build_faiss, load_dual_encoder, write_faiss
+
+    if add is None and not delete:
+        raise ValueError("nothing to update: give documents to add and/or ids to delete")
+    store = index.docstore
+    records = read_records(add, id_field=id_field, text_field=text_field, skip_invalid=skip_invalid) if add else None
+    added = {r.id: r.text for r in records.records} if records else {}
+    unknown = [d for d in delete if d not in store]
+    if unknown:
+        raise ValueError(f"{len(unknown)} id(s) to delete are not in index '{index.name}' (first: {unknown[0]!r})")
+    gone = set(delete)
+    clash = gone & added.keys()
+    if clash:
+        raise ValueError(f"id {sorted(clash)[0]!r} is both added and deleted")
+    keep = [r for r, d in enumerate(store.docids) if d not in gone and d not in added]
+    docids = [store.docids[r] for r in keep] + list(added)
+    if not docids:
+        raise ValueError(f"the update would leave index '{index.name}' empty")
+    texts = store.texts([store.docids[r] for r in keep]) + list(added.values())
+    summary = {"added": sum(d not in store for d in added), "replaced": sum(d in store for d in added),
+               "deleted": len(gone), "documents": len(docids)}
+
+    key = hashlib.sha256(json.dumps([index.manifest["created"], records.sha256 if records else "",
+                                     sorted(gone)]).encode()).hexdigest()[:12]
+    target = index.path
+    work = target.with_name(f".{target.name}.update-{key}")
+    for stale in target.parent.glob(f".{target.name}.update-*"):
+        if stale != work:
+            shutil.rmtree(stale, ignore_errors=True)
+    shutil.rmtree(work, ignore_errors=True)  # cheap next to a build: redone, not resumed
+    work.mkdir()
+    manifest = {k: v for k, v in index.manifest.items() if k != "mice"}
+    with _progress(show_progress) as progress:
+        task = progress.add_task("tokenizing", total=len(texts))
+        write_docstore(work / "docstore.sqlite", docids, texts,
+                       load_tokenizer(resolve_encoder(manifest["tokenizer"]["encoder"])),
+                       progress=lambda n: progress.advance(task, n))
+        if "bm25" in index.stages:
+            task = progress.add_task("bm25", total=1)
+            Bm25sBackend.build(texts, work / "bm25", show_progress=False)
+            progress.advance(task)
+        if "dense" in index.stages:
+            task = progress.add_task("encoding", total=len(added))
+            old = np.load(index.path / "dense" / "embeddings.npy", mmap_mode="r")
+            new = load_dual_encoder(manifest["dense"]["encoder"]).encode(
+                list(added.values()), normalize_embeddings=True, convert_to_numpy=True,
+                show_progress_bar=False).astype(np.float32) if added else np.zeros((0, old.shape[1]), np.float32)
+            progress.advance(task, len(added))
+            embeddings = np.ascontiguousarray(np.concatenate([old[keep], new]))
+            (work / "dense").mkdir()
+            np.save(work / "dense" / "embeddings.npy", embeddings)
+            write_faiss(build_faiss(embeddings, manifest["dense"]["faiss"]), work / "dense" / "index.faiss")
+    manifest["corpus"] = {**manifest["corpus"], "documents": len(docids),
+                          "updates": manifest["corpus"].get("updates", []) + [{
+                              "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                              "source": str(Path(add).resolve()) if add else None, **summary}]}
+    if "mice" in index.manifest or (index.path / "axn").exists():
+        manifest["dropped"] = "MICE states / AXN item vectors were not carried over by the update: rebuild them"
+    (work / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    _swap_into_place(work, target)
+    return Index.open(target), summary
