@@ -168,3 +168,21 @@ def test_interrupted_state_build_resumes(mice_dir, tmp_path, monkeypatch):
         direct = model.document_states(model.truncate_items(docs))
     for got, want in zip(stored.states(range(len(docs))), direct):
         np.testing.assert_allclose(got.astype(np.float32), want.numpy(), atol=2e-2, rtol=1e-2)
+
+
+def test_absorbed_cross_attention_equals_projecting_the_document(mice_dir):
+    """The cheap form (projections moved onto the query side) against plain attention over projected keys/values."""
+    import torch.nn.functional as F
+
+    attention = MICE.load(mice_dir, device="cpu").network.top[0].cross_attention
+    torch.manual_seed(2)
+    x, doc = torch.randn(3, 2, 32), torch.randn(3, 40, 32)
+    allowed = torch.ones(3, 2, 40, dtype=torch.bool)
+    allowed[1, :, 30:] = False                                                    # a padded document
+    q = attention.query(x).view(3, 2, 2, 16).transpose(1, 2)
+    split = lambda t: t.view(3, 40, 2, 16).transpose(1, 2)  # noqa: E731
+    with torch.no_grad():
+        plain = F.scaled_dot_product_attention(q, split(attention.key(doc)), split(attention.value(doc)),
+                                               attn_mask=allowed[:, None])
+        absorbed = attention._absorbed(q, doc, allowed[:, None])
+    torch.testing.assert_close(absorbed, plain, rtol=1e-5, atol=1e-5)

@@ -109,8 +109,9 @@ class MICE(Reranker):
             doc = pad_sequence([docs[pairs[p][0]][pairs[p][1]] for p in rows], batch_first=True)
             doc_mask = pad_sequence([torch.ones(len(docs[pairs[p][0]][pairs[p][1]]), dtype=torch.bool,
                                                 device=self.device) for p in rows], batch_first=True)
-            values.append(self.network.interact(query_states[owners], query_mask[owners], doc.to(query_states.dtype),
-                                                doc_mask))
+            batch_queries, owners = torch.unique(owners, return_inverse=True)  # only this batch's queries
+            values.append(self.network.interact(query_states[batch_queries], query_mask[batch_queries], owners,
+                                                doc.to(query_states.dtype), doc_mask))
             positions.append(torch.from_numpy(rows).to(self.device))
         return self.per_query(values, positions, [len(d) for d in docs])
 

@@ -46,13 +46,29 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor, context: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
         b, lx, h = x.shape
-        split = lambda t: t.view(b, t.shape[1], self.heads, h // self.heads).transpose(1, 2)  # noqa: E731
         reads = allowed.any(-1)  # rows with no key (e.g. [CLS] in cross-attention) pass through unchanged
         mask = (allowed | ~reads[..., None])[:, None]
-        out = F.scaled_dot_product_attention(split(self.query(x)), split(self.key(context)),
-                                             split(self.value(context)), attn_mask=mask)
+        q = self.query(x).view(b, lx, self.heads, h // self.heads).transpose(1, 2)
+        if lx * (1 / context.shape[1] + (self.heads - 1) / h) < 1:  # fewer FLOPs than projecting the context
+            out = self._absorbed(q, context, mask)
+        else:
+            split = lambda t: t.view(b, t.shape[1], self.heads, h // self.heads).transpose(1, 2)  # noqa: E731
+            out = F.scaled_dot_product_attention(q, split(self.key(context)), split(self.value(context)), attn_mask=mask)
         out = self.norm(x + self.dropout(self.dense(out.transpose(1, 2).reshape(b, lx, h))))
         return torch.where(reads[..., None], out, x)
+
+    def _absorbed(self, q: torch.Tensor, context: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The same attention without projecting the (many, fixed) context tokens: q . (W_k c + b_k) =
+        (W_k^T q) . c + q . b_k, where q . b_k is the same for every key and cancels in the softmax; and
+        sum_j a_j (W_v c_j + b_v) = W_v (sum_j a_j c_j) + b_v. Cheaper when heads x query tokens < context tokens,
+        as with short queries reading long documents."""
+        heads, dh = q.shape[1], q.shape[-1]
+        w_k = self.key.weight.view(heads, dh, -1)
+        w_v = self.value.weight.view(heads, dh, -1)
+        logits = torch.einsum("bnlh,bth->bnlt", torch.einsum("bnld,ndh->bnlh", q, w_k), context) / dh ** 0.5
+        weights = torch.softmax(logits.masked_fill(~mask, float("-inf")), dim=-1)
+        mixed = torch.einsum("bnlt,bth->bnlh", weights, context)
+        return torch.einsum("bnlh,ndh->bnld", mixed, w_v) + self.value.bias.view(heads, 1, dh)
 
 
 class InteractionLayer(nn.Module):
@@ -66,8 +82,12 @@ class InteractionLayer(nn.Module):
         self.intermediate = copy.deepcopy(bert_layer.intermediate)
         self.output = copy.deepcopy(bert_layer.output)
 
-    def forward(self, x, self_allowed, doc, cross_allowed):
+    def forward(self, x, self_allowed, doc, cross_allowed, owners: torch.Tensor | None = None):
+        """`owners`: x holds one row per query and the pairs' rows are x[owners]; the first layer's self-attention
+        sees only the query, so it runs once per query instead of once per pair."""
         x = self.self_attention(x, x, self_allowed)
+        if owners is not None:
+            x = x[owners]
         x = self.cross_attention(x, doc, cross_allowed)
         return self.output(self.intermediate(x), x)
 
@@ -91,11 +111,13 @@ class MiceNetwork(nn.Module):
         return self.encoder(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
                             position_ids=position_ids).last_hidden_state
 
-    def interact(self, query_states, query_mask, doc_states, doc_mask) -> torch.Tensor:
-        """Logits [B] of B (query, document) pairs from their layer-m states."""
+    def interact(self, query_states, query_mask, owners, doc_states, doc_mask) -> torch.Tensor:
+        """Logits [B] of B (query, document) pairs: query i's layer-m states are query_states[i], pair p's query
+        is owners[p], its document's layer-m states doc_states[p]."""
         self_allowed = self_attention_mask(query_mask)
-        cross_allowed = cross_attention_mask(query_mask, doc_mask)
-        x = query_states
-        for layer in self.top:
+        cross_allowed = cross_attention_mask(query_mask[owners], doc_mask)
+        x = self.top[0](query_states, self_allowed, doc_states, cross_allowed, owners)
+        self_allowed = self_allowed[owners]
+        for layer in self.top[1:]:
             x = layer(x, self_allowed, doc_states, cross_allowed)
         return self.head(x[:, 0]).squeeze(-1)
