@@ -2,6 +2,7 @@
 # Rebuild the shipped rerankers end to end, exactly as recorded in benchmarks/results/ and the model cards.
 #   1. pointwise teacher (BCE on labels) on lists from every training set, mixed by size ** 0.5;
 #   2. CROSS-JEM student distilled from it (ListNet on teacher probabilities mixed with labels);
+#   3. MICE cut from the teacher at m=2, d=5 (benchmarks/results/mice_sweep.md) and distilled with MarginMSE;
 # Lists: the candidate run that comes with each set (top 30) + the project's BM25 top 20 over the set's corpus
 # (+ dense top 20 where the set's index has a dense stage), all judged positives added for training.
 # Sets without a dev split (scifact) hold out 15% of train queries by id hash (rerank_pipeline/io/beir.py).
@@ -27,3 +28,7 @@ R=.venv/bin/rerank
 [ -f $OUT/crossjem/model.safetensors ] || \
   $R train --model crossjem --loss listnet --teacher $OUT/teacher --label-mix 0.5 $COMMON --list-size 16 --lr 5e-5 \
     --output $OUT/crossjem
+[ -f $OUT/mice/model.safetensors ] || \
+  $R train --model mice --teacher $OUT/teacher --merge-layer 2 --depth 5 --loss margin-mse $SETS \
+    --index-dir indexes/train --max-dev-lists ${MAX_DEV_LISTS:-15} --lists-per-epoch ${MICE_LISTS:-3000} --epochs 1 \
+    --list-size 8 --lr 5e-5 --fp16 --output $OUT/mice

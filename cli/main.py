@@ -35,6 +35,8 @@ def index(
     add: bool = typer.Option(False, "--add", help="Add CORPUS's documents to the existing index NAME (an id already there is replaced)."),
     delete: Optional[str] = typer.Option(None, "--delete", help="Delete these ids from index NAME: a comma-separated list or a file with one id per line."),
     mice: Optional[Path] = typer.Option(None, "--mice", help="MICE model dir: store its per-token document states in the index (reranking then runs only the query side)."),
+    ray: Optional[str] = typer.Option(None, "--ray", help="Encode on Ray actors: 'local' (this machine) or a cluster address (ray://HOST:10001, auto)."),
+    ray_actors: int = typer.Option(2, "--ray-actors", min=1, help="Ray actors, each holding the encoder."),
 ) -> None:
     """Validate CORPUS and build index NAME atomically (the previous index survives an interrupted build); with
     --add / --delete, update an existing index the same way."""
@@ -59,7 +61,8 @@ def index(
             return
         idx, skipped = build_index(corpus, name, index_dir, bm25=not no_bm25, dense=not no_dense,
                                    faiss_kind=faiss.value, encoder=encoder, id_field=id_field, text_field=text_field,
-                                   skip_invalid=skip_invalid, show_progress=True, mice=mice)
+                                   skip_invalid=skip_invalid, show_progress=True, mice=mice,
+                                   ray=False if ray is None else ray, ray_actors=ray_actors)
     except known_errors() as e:
         fail(str(e))
     for p in skipped[:20]:
@@ -159,14 +162,15 @@ def demo(
 
     corpus = write_demo_corpus(index_dir / "demo-corpus.jsonl")
     index(corpus=corpus, name="demo", index_dir=index_dir, no_bm25=False, no_dense=False, faiss=FaissKind.flat,
-          encoder=None, id_field=None, text_field=None, skip_invalid=False, rebuild_faiss=False, mice=None)
+          encoder=None, id_field=None, text_field=None, skip_invalid=False, rebuild_faiss=False, add=False,
+          delete=None, mice=None, ray=None, ray_actors=2)
     search(query=query, index_name="demo", index_dir=index_dir, config=None, k=10, as_json=False, queries=None,
            output=None, no_rerank=False, interpolate=None)
 
 
 
 # Training, evaluation and serving commands register on the same app, listed after these in --help.
-from . import evaluate, serve, train  # noqa: E402,F401
+from . import batch, evaluate, serve, train  # noqa: E402,F401
 
 if __name__ == "__main__":
     app()

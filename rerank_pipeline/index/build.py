@@ -61,9 +61,12 @@ def build_index(
     show_progress: bool = True,
     encode_batch_size: int = 128,
     mice: str | Path | None = None,
+    ray: str | None | bool = False,
+    ray_actors: int = 2,
 ) -> tuple[Index, list]:
     """Build (or rebuild) index `name`. Returns the opened index and the problems skipped (with skip_invalid).
-    `mice`: a MICE model directory whose document states are stored with the index (index/states.py)."""
+    `mice`: a MICE model directory whose document states are stored with the index (index/states.py).
+    `ray`: encode on Ray actors (None or 'local': on this machine; else a cluster address); the same index results."""
     from ..retrievers.bm25 import Bm25sBackend
     from ..retrievers.dense import FAISS_KINDS, build_faiss, load_dual_encoder, write_faiss
 
@@ -121,17 +124,32 @@ def build_index(
             chunk_dir = work / "dense" / "chunks"
             chunk_dir.mkdir(parents=True, exist_ok=True)
             task = progress.add_task("encoding", total=len(texts))
+            starts = range(0, len(texts), ENCODE_CHUNK)
+            todo = [c for c in range(len(starts)) if not (chunk_dir / f"{c:05d}.npy").exists()]  # resume
+            progress.update(task, completed=len(texts) - sum(len(texts[starts[c]:starts[c] + ENCODE_CHUNK])
+                                                             for c in todo))
+
+            def save_chunk(c: int, emb: np.ndarray) -> None:
+                np.save(chunk_dir / f"{c:05d}.tmp.npy", emb.astype(np.float32))
+                (chunk_dir / f"{c:05d}.tmp.npy").rename(chunk_dir / f"{c:05d}.npy")
+
+            if ray is not False and todo:
+                from ..distributed import encode_chunks_with_ray
+
+                for c, emb in encode_chunks_with_ray(((c, texts[starts[c]:starts[c] + ENCODE_CHUNK]) for c in todo),
+                                                     encoder, encode_batch_size, ray, ray_actors):
+                    save_chunk(c, emb)
+                    progress.advance(task, len(emb))
+                todo = []
             model = load_dual_encoder(encoder)
             chunks = []
-            for c, start in enumerate(range(0, len(texts), ENCODE_CHUNK)):
-                path = chunk_dir / f"{c:05d}.npy"
-                if not path.exists():  # resume: chunks from an interrupted run are kept
-                    emb = model.encode(texts[start:start + ENCODE_CHUNK], batch_size=encode_batch_size,
-                                       normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
-                    np.save(chunk_dir / f"{c:05d}.tmp.npy", emb.astype(np.float32))
-                    (chunk_dir / f"{c:05d}.tmp.npy").rename(path)
-                chunks.append(np.load(path))
-                progress.advance(task, len(chunks[-1]))
+            for c, start in enumerate(starts):
+                if c in todo:
+                    save_chunk(c, model.encode(texts[start:start + ENCODE_CHUNK], batch_size=encode_batch_size,
+                                               normalize_embeddings=True, convert_to_numpy=True,
+                                               show_progress_bar=False))
+                    progress.advance(task, min(ENCODE_CHUNK, len(texts) - start))
+                chunks.append(np.load(chunk_dir / f"{c:05d}.npy"))
             embeddings = np.ascontiguousarray(np.concatenate(chunks)) if chunks else np.zeros((0, 384), np.float32)
             np.save(work / "dense" / "embeddings.npy", embeddings)
             task = progress.add_task(f"faiss {faiss_kind}", total=1)

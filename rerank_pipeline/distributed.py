@@ -1,0 +1,141 @@
+"""Work beyond one process with Ray Data: items go to a pool of actors that each load a model once; results come
+back to the driver, which writes them (atomically, so an interrupted job resumes from what it wrote). Nothing here
+schedules work itself: Ray does. Local runs (`address=None`) start Ray on this machine; `address` joins a cluster
+(`ray start --head` there, then `--ray ray://HOST:10001` or `--ray auto` here).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+import numpy as np
+
+from .types import Run
+
+
+def map_with_actors(items: list[dict[str, Any]], actor: type, kwargs: dict[str, Any], address: str | None,
+                    actors: int = 2) -> Iterator[dict[str, Any]]:
+    """Each item through `actor(**kwargs)(item) -> dict` on a pool of `actors` Ray actors; results as they finish."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(address=None if address in (None, "local") else address, num_cpus=None if address else actors,
+                 include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+    ds = ray.data.from_items(items, override_num_blocks=max(1, len(items)))
+    out = ds.map_batches(_BatchAdapter, fn_constructor_kwargs={"actor": actor, "kwargs": kwargs}, batch_size=1,
+                         batch_format="pandas", compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=1)
+    for row in out.iter_rows():
+        yield {k: row[k] for k in row}
+
+
+class _BatchAdapter:
+    """Ray Data hands batches (one item each) to a callable class; the project's actors take one item."""
+
+    def __init__(self, actor: type, kwargs: dict[str, Any]):
+        self.actor = actor(**kwargs)
+
+    def __call__(self, batch):
+        import pandas as pd
+
+        return pd.DataFrame([self.actor(row.to_dict()) for _, row in batch.iterrows()])
+
+
+# ---- reranking a large run --------------------------------------------------------------------------------------
+class RerankActor:
+    def __init__(self, model: str):
+        from .rerankers import Reranker
+
+        self.model = Reranker.load(model)
+
+    def __call__(self, item: dict[str, Any]) -> dict[str, Any]:
+        from .index.docstore import TextDocs
+
+        docids = [list(d) for d in item["docids"]]
+        scores = self.model.score_docs(list(item["queries"]), docids,
+                                       TextDocs(dict(zip(item["doc_keys"], item["doc_texts"]))))
+        return {"shard": item["shard"], "lines": _trec_lines(item["qids"], docids, scores, item["tag"])}
+
+
+def _trec_lines(qids, docids, scores, tag: str) -> str:
+    lines = []
+    for q, ds, sc in zip(qids, docids, scores):
+        order = sorted(range(len(ds)), key=lambda i: (-float(sc[i]), ds[i]))
+        lines += [f"{q} Q0 {ds[i]} {r} {float(sc[i]):.6f} {tag}" for r, i in enumerate(order, start=1)]
+    return "".join(line + "\n" for line in lines)
+
+
+def rerank_run_file(run: Run, queries: dict[str, str], texts: Callable[[list[str]], list[str]], model: str,
+                    output: str | Path, shard_queries: int = 64, ray: str | None | bool = False, actors: int = 2,
+                    tag: str = "rerank", show_progress: bool = True) -> Path:
+    """Rerank every query of `run` with the model directory `model` and write a TREC run to `output`. Work is cut
+    into shards of `shard_queries` queries written to `output.shards/` as they finish; re-running the same command
+    skips finished shards. `ray`: False runs here; None/'local' or an address runs on Ray actors."""
+    from tqdm.auto import tqdm
+
+    output = Path(output)
+    qids = sorted(q for q in run if run[q])
+    missing = [q for q in qids if q not in queries]
+    if missing:
+        raise ValueError(f"{len(missing)} run query ids have no query text (first: {missing[0]!r})")
+    shards_dir = output.with_name(output.name + ".shards")
+    shards_dir.mkdir(parents=True, exist_ok=True)
+    parts = [qids[i:i + shard_queries] for i in range(0, len(qids), shard_queries)]
+    todo = [i for i in range(len(parts)) if not (shards_dir / f"{i:05d}.trec").exists()]
+
+    def item(i: int) -> dict[str, Any]:
+        docids = [[h.docid for h in run[q]] for q in parts[i]]
+        keys = sorted({d for ds in docids for d in ds})
+        try:
+            doc_texts = texts(keys)
+        except KeyError as e:
+            raise ValueError(f"document {e.args[0]!r} of the run is not in the document source") from None
+        return {"shard": i, "qids": parts[i], "queries": [queries[q] for q in parts[i]], "docids": docids,
+                "doc_keys": keys, "doc_texts": doc_texts, "tag": tag}
+
+    def write(shard: int, lines: str) -> None:
+        tmp = shards_dir / f"{shard:05d}.tmp"
+        tmp.write_text(lines)
+        tmp.rename(shards_dir / f"{shard:05d}.trec")
+
+    bar = tqdm(total=len(parts), initial=len(parts) - len(todo), desc="rerank shards", disable=not show_progress)
+    if ray is False:
+        local = RerankActor(model)
+        for i in todo:
+            write(i, local(item(i))["lines"])
+            bar.update()
+    elif todo:
+        for result in map_with_actors([item(i) for i in todo], RerankActor, {"model": str(model)},
+                                      None if ray is True else ray, actors):
+            write(int(result["shard"]), result["lines"])
+            bar.update()
+    bar.close()
+    tmp = output.with_name(output.name + ".tmp")
+    with open(tmp, "w") as f:
+        for i in range(len(parts)):
+            f.write((shards_dir / f"{i:05d}.trec").read_text())
+    tmp.replace(output)
+    import shutil
+
+    shutil.rmtree(shards_dir)
+    return output
+
+
+# ---- encoding an index's documents --------------------------------------------------------------------------------
+class EncodeActor:
+    def __init__(self, encoder: str | None, batch_size: int):
+        from .retrievers.dense import load_dual_encoder
+
+        self.model, self.batch_size = load_dual_encoder(encoder), batch_size
+
+    def __call__(self, item: dict[str, Any]) -> dict[str, Any]:
+        emb = self.model.encode(list(item["texts"]), batch_size=self.batch_size, normalize_embeddings=True,
+                                convert_to_numpy=True, show_progress_bar=False).astype(np.float32)
+        return {"chunk": item["chunk"], "embeddings": emb.tobytes(), "dim": emb.shape[1]}
+
+
+def encode_chunks_with_ray(chunks: Iterable[tuple[int, list[str]]], encoder: str | None, batch_size: int,
+                           address: str | None, actors: int = 2) -> Iterator[tuple[int, np.ndarray]]:
+    """(chunk number, embeddings) for each (chunk number, texts), encoded by Ray actors holding the dual encoder."""
+    items = [{"chunk": c, "texts": t} for c, t in chunks]
+    for r in map_with_actors(items, EncodeActor, {"encoder": encoder, "batch_size": batch_size}, address, actors):
+        yield int(r["chunk"]), np.frombuffer(r["embeddings"], np.float32).reshape(-1, int(r["dim"]))
