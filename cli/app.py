@@ -34,7 +34,7 @@ def known_errors():
 def open_index_pipeline(index_name: str, index_dir: Path, config: Optional[Path], rerank: bool = True,
                         interpolate: Optional[float] = None):
     from rerank_pipeline.config import open_pipeline
-    from rerank_pipeline.index import Index
+    from rerank_pipeline.index import open_index
 
-    idx = Index.open(index_name, index_dir)
+    idx = open_index(index_name, index_dir)
     return idx, open_pipeline(idx, config, rerank=rerank, interpolate=interpolate)

@@ -19,6 +19,11 @@ class FaissKind(str, Enum):
     ivfpq = "ivfpq"
 
 
+class Bm25Backend(str, Enum):
+    bm25s = "bm25s"
+    lucene = "lucene"
+
+
 @app.command()
 def index(
     corpus: Optional[Path] = typer.Argument(None, help="Corpus file: jsonl (pyserini, BEIR or {id,text}), tsv/csv with a header or MS MARCO id<TAB>text, parquet; .gz/.zst compressed."),
@@ -26,6 +31,7 @@ def index(
     index_dir: Path = IndexDirOpt,
     no_bm25: bool = typer.Option(False, "--no-bm25", help="Skip the BM25 index."),
     no_dense: bool = typer.Option(False, "--no-dense", help="Skip the dense (FAISS) index."),
+    bm25: Bm25Backend = typer.Option(Bm25Backend.bm25s, "--bm25", help="BM25 backend: bm25s, or lucene (pyserini, the [lucene] extra)."),
     faiss: FaissKind = typer.Option(FaissKind.flat, "--faiss", help="FAISS structure: exact flat, HNSW, or IVF-PQ."),
     encoder: Optional[str] = typer.Option(None, "--encoder", help="Local sentence-transformers directory (default: all-MiniLM-L6-v2)."),
     id_field: Optional[str] = typer.Option(None, "--id-field", help="Field holding the document id."),
@@ -59,7 +65,7 @@ def index(
             idx = swap_faiss(Index.open(name, index_dir), faiss.value)
             console.print(f"Rebuilt FAISS ({faiss.value}) of [bold]{idx.name}[/] from stored embeddings.")
             return
-        idx, skipped = build_index(corpus, name, index_dir, bm25=not no_bm25, dense=not no_dense,
+        idx, skipped = build_index(corpus, name, index_dir, bm25=not no_bm25, dense=not no_dense, bm25_backend=bm25.value,
                                    faiss_kind=faiss.value, encoder=encoder, id_field=id_field, text_field=text_field,
                                    skip_invalid=skip_invalid, show_progress=True, mice=mice,
                                    ray=False if ray is None else ray, ray_actors=ray_actors)
@@ -101,7 +107,7 @@ def axn_index(
 @app.command()
 def search(
     query: Optional[str] = typer.Argument(None, help="One query. Use --queries for a batch."),
-    index_name: str = typer.Option("demo", "--index", "-i", help="Index name."),
+    index_name: str = typer.Option("demo", "--index", "-i", help="Index name, or lucene:PATH for an existing Anserini/pyserini Lucene index."),
     index_dir: Path = IndexDirOpt,
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="Pipeline YAML (default: configs/default.yaml's built-in copy)."),
     k: Optional[int] = typer.Option(None, "-k", min=1, max=10000, help="Results per query (default 10, or 100 with --queries)."),
@@ -161,7 +167,8 @@ def demo(
     from rerank_pipeline.demo import write_demo_corpus
 
     corpus = write_demo_corpus(index_dir / "demo-corpus.jsonl")
-    index(corpus=corpus, name="demo", index_dir=index_dir, no_bm25=False, no_dense=False, faiss=FaissKind.flat,
+    index(corpus=corpus, name="demo", index_dir=index_dir, no_bm25=False, no_dense=False, bm25=Bm25Backend.bm25s,
+          faiss=FaissKind.flat,
           encoder=None, id_field=None, text_field=None, skip_invalid=False, rebuild_faiss=False, add=False,
           delete=None, mice=None, ray=None, ray_actors=2)
     search(query=query, index_name="demo", index_dir=index_dir, config=None, k=10, as_json=False, queries=None,

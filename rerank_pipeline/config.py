@@ -153,8 +153,6 @@ def build_pipeline(cfg: dict[str, Any], index, reranker=None) -> Stage:
 
 
 def _retriever(spec: dict[str, Any], index) -> Stage:
-    from .retrievers import BM25, Dense
-
     if spec["type"] == "axn":
         from .rerankers import load_reranker
         from .retrievers.axn import AXN
@@ -162,7 +160,7 @@ def _retriever(spec: dict[str, Any], index) -> Stage:
         return AXN(index, load_reranker(spec["reranker"]), budget=spec.get("budget", 100),
                    rounds=spec.get("rounds", 5), k=spec.get("k", 100), blend=spec.get("blend", 0.0),
                    first=spec.get("first", "dense"))
-    return {"bm25": BM25, "dense": Dense}[spec["type"]](index, k=spec.get("k", 1000))
+    return (index.bm25 if spec["type"] == "bm25" else index.dense)(k=spec.get("k", 1000))
 
 
 def adapt_to_index(cfg: dict[str, Any], index) -> dict[str, Any]:

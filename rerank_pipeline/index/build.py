@@ -23,6 +23,10 @@ from .docstore import write_docstore
 from .store import DEFAULT_INDEX_DIR, FORMAT_VERSION, MANIFEST, Index, previous_version_path
 
 ENCODE_CHUNK = 4096
+BM25_SETTINGS = {  # what each backend's build uses, recorded in the manifest
+    "bm25s": {"backend": "bm25s", "k1": 1.5, "b": 0.75, "method": "lucene", "stemmer": "english", "stopwords": "en"},
+    "lucene": {"backend": "lucene", "k1": 0.9, "b": 0.4, "analyzer": "Lucene English (Porter stemmer, stopwords)"},
+}
 SKIPPED_REPORT = "skipped.tsv"
 
 
@@ -53,6 +57,7 @@ def build_index(
     *,
     bm25: bool = True,
     dense: bool = True,
+    bm25_backend: str = "bm25s",
     faiss_kind: str = "flat",
     encoder: str | None = None,
     id_field: str | None = None,
@@ -67,7 +72,7 @@ def build_index(
     """Build (or rebuild) index `name`. Returns the opened index and the problems skipped (with skip_invalid).
     `mice`: a MICE model directory whose document states are stored with the index (index/states.py).
     `ray`: encode on Ray actors (None or 'local': on this machine; else a cluster address); the same index results."""
-    from ..retrievers.bm25 import Bm25sBackend
+    from ..retrievers.bm25 import bm25_backend as backend_class
     from ..retrievers.dense import FAISS_KINDS, build_faiss, load_dual_encoder, write_faiss
 
     if not (bm25 or dense):
@@ -93,7 +98,7 @@ def build_index(
             mice_model = MICE.load(mice)
         encoder_path = resolve_encoder(encoder)
         encoder_name = DEFAULT_ENCODER_NAME if encoder_path == default_encoder_path() else encoder_path
-        settings = {"bm25": bm25, "dense": dense, "faiss": faiss_kind, "encoder": encoder_name,
+        settings = {"bm25": bm25 and bm25_backend, "dense": dense, "faiss": faiss_kind, "encoder": encoder_name,
                     "id_field": id_field, "text_field": text_field, "skip_invalid": skip_invalid,
                     "mice": mice_model.states_fingerprint if mice_model else None}
         key = hashlib.sha256((records.sha256 + json.dumps(settings, sort_keys=True)).encode()).hexdigest()[:12]
@@ -113,13 +118,12 @@ def build_index(
 
         stages, manifest_stages = [], {}
         if bm25:
-            task = progress.add_task("bm25", total=1)
+            task = progress.add_task(f"bm25 ({bm25_backend})", total=1)
             shutil.rmtree(work / "bm25", ignore_errors=True)
-            Bm25sBackend.build(texts, work / "bm25", show_progress=False)
+            backend_class(bm25_backend).build(texts, work / "bm25", show_progress=False)
             progress.advance(task)
             stages.append("bm25")
-            manifest_stages["bm25"] = {"backend": "bm25s", "k1": 1.5, "b": 0.75, "method": "lucene",
-                                       "stemmer": "english", "stopwords": "en"}
+            manifest_stages["bm25"] = BM25_SETTINGS[bm25_backend]
         if dense:
             chunk_dir = work / "dense" / "chunks"
             chunk_dir.mkdir(parents=True, exist_ok=True)

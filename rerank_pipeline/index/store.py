@@ -49,7 +49,9 @@ class Index:
         if manifest.get("format_version") != FORMAT_VERSION:
             raise InvalidIndexError(f"{path} has index format {manifest.get('format_version')!r}; this library reads "
                               f"format {FORMAT_VERSION}: rebuild it with `rerank index`")
-        for stage, files in (("docstore", ["docstore.sqlite"]), ("bm25", ["bm25/params.index.json"]),
+        bm25_files = {"bm25s": ["bm25/params.index.json"], "lucene": ["bm25/params.json"]}.get(
+            manifest.get("bm25", {}).get("backend"), [])
+        for stage, files in (("docstore", ["docstore.sqlite"]), ("bm25", bm25_files),
                              ("dense", ["dense/embeddings.npy", "dense/index.faiss"]),
                              ("mice", ["mice/states.npy", "mice/offsets.npy", "mice/meta.json"])):
             if stage == "docstore" or stage in manifest.get("stages", []) or stage in manifest:
@@ -85,10 +87,10 @@ class Index:
 
     def bm25_backend(self):
         if self._bm25 is None:
-            from ..retrievers.bm25 import BACKENDS
+            from ..retrievers.bm25 import bm25_backend
 
             self._require("bm25")
-            self._bm25 = BACKENDS[self.manifest["bm25"]["backend"]].load(self.path / "bm25")
+            self._bm25 = bm25_backend(self.manifest["bm25"]["backend"]).load(self.path / "bm25")
         return self._bm25
 
     def faiss_index(self):
@@ -124,6 +126,15 @@ class Index:
 
     def __repr__(self) -> str:
         return f"Index({self.path}, {self.manifest['corpus']['documents']} docs, stages={self.stages})"
+
+
+def open_index(name_or_path: str | Path, index_dir: str | Path | None = None):
+    """An index of this project, or `lucene:PATH`: an existing Anserini/pyserini Lucene index used as it is."""
+    if str(name_or_path).startswith("lucene:"):
+        from ..retrievers.lucene import ExternalLuceneIndex
+
+        return ExternalLuceneIndex(str(name_or_path)[len("lucene:"):])
+    return Index.open(name_or_path, index_dir)
 
 
 def list_indexes(index_dir: str | Path | None = None) -> list[tuple[Path, dict | str]]:

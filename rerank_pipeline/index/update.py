@@ -37,7 +37,7 @@ def update_index(index: Index, add: str | Path | None = None, delete: Sequence[s
                  show_progress: bool = True) -> tuple[Index, dict]:
     """Add the records of `add` (an id already present is replaced) and delete the ids in `delete`. Returns the
     updated index and a summary {added, replaced, deleted, documents}."""
-    from ..retrievers.bm25 import Bm25sBackend
+    from ..retrievers.bm25 import bm25_backend
     from ..retrievers.dense import build_faiss, load_dual_encoder, write_faiss
 
     if add is None and not delete:
@@ -77,7 +77,7 @@ def update_index(index: Index, add: str | Path | None = None, delete: Sequence[s
                        progress=lambda n: progress.advance(task, n))
         if "bm25" in index.stages:
             task = progress.add_task("bm25", total=1)
-            Bm25sBackend.build(texts, work / "bm25", show_progress=False)
+            bm25_backend(manifest["bm25"]["backend"]).build(texts, work / "bm25", show_progress=False)
             progress.advance(task)
         if "dense" in index.stages:
             task = progress.add_task("encoding", total=len(added))

@@ -1,5 +1,6 @@
-"""BM25 first stage. The default backend is bm25s (eager sparse scoring, numba when available); the backend
-interface (build/load/search over internal row ids) is what a Lucene (pyserini) backend would implement."""
+"""BM25 first stage. The default backend is bm25s (eager sparse scoring, numba when available); Lucene through
+pyserini (retrievers/lucene.py, the [lucene] extra) implements the same interface (build/load/search over internal
+row ids)."""
 from __future__ import annotations
 
 import json
@@ -39,6 +40,7 @@ class Bm25sBackend:
     (the settings bm25s reports its BEIR figures with)."""
 
     name = "bm25s"
+    files = ("params.index.json",)  # what a complete build leaves in its directory
 
     def __init__(self, model, stemmer_language: str, stopwords: str):
         import Stemmer
@@ -92,7 +94,15 @@ class Bm25sBackend:
         return ids, scores
 
 
-BACKENDS: dict[str, type] = {"bm25s": Bm25sBackend}
+def bm25_backend(name: str) -> type:
+    """The backend class named in an index manifest (Lucene is imported only when used)."""
+    if name == "lucene":
+        from .lucene import LuceneBackend
+
+        return LuceneBackend
+    if name != "bm25s":
+        raise ValueError(f"unknown BM25 backend '{name}' (use bm25s or lucene)")
+    return Bm25sBackend
 
 
 class BM25(Retriever):
