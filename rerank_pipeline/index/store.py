@@ -95,10 +95,10 @@ class Index:
 
     def faiss_index(self):
         if self._faiss is None:
-            from ..retrievers.dense import read_faiss
+            from ..retrievers.dense import read_faiss, to_gpu
 
             self._require("dense")
-            self._faiss = read_faiss(self.path / "dense" / "index.faiss")
+            self._faiss = to_gpu(read_faiss(self.path / "dense" / "index.faiss"), self.manifest["dense"]["faiss"])
         return self._faiss
 
     def bm25(self, k: int = 1000):
