@@ -84,6 +84,12 @@ def create_app(index, systems: dict[str, Stage], mode: str = "single", limits: L
 
     @asynccontextmanager
     async def lifespan(app):
+        # One query through every system before serving: models load and JIT code compiles now, not in the first
+        # user's request (the server answers /healthz only after this).
+        import asyncio
+
+        for system in systems.values():
+            await asyncio.get_running_loop().run_in_executor(None, system.search, {"warm-up": "warm up"})
         await batcher.start()
         yield
         await batcher.stop()
