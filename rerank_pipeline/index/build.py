@@ -11,7 +11,6 @@ import hashlib
 import json
 import shutil
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +19,8 @@ from .. import __version__
 from ..encoders import DEFAULT_ENCODER_NAME, default_encoder_path, load_tokenizer, resolve_encoder, tokenizer_fingerprint
 from ..io.records import read_records
 from .docstore import write_docstore
-from .store import DEFAULT_INDEX_DIR, FORMAT_VERSION, MANIFEST, Index, previous_version_path
+from .progress import progress_bars
+from .store import DEFAULT_INDEX_DIR, FORMAT_VERSION, MANIFEST, Index, swap_into_place
 
 ENCODE_CHUNK = 4096
 BM25_SETTINGS = {  # what each backend's build uses, recorded in the manifest
@@ -28,26 +28,6 @@ BM25_SETTINGS = {  # what each backend's build uses, recorded in the manifest
     "lucene": {"backend": "lucene", "k1": 0.9, "b": 0.4, "analyzer": "Lucene English (Porter stemmer, stopwords)"},
 }
 SKIPPED_REPORT = "skipped.tsv"
-
-
-@contextmanager
-def _progress(enabled: bool):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-    with Progress(TextColumn("{task.description:<12}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TimeRemainingColumn(), disable=not enabled, transient=False) as progress:
-        yield progress
-
-
-def _swap_into_place(work: Path, target: Path) -> None:
-    """Two renames: target -> `.NAME.old`, work -> target. A kill between them leaves no target but a complete
-    `.NAME.old`, which `Index.open` serves (and the next build replaces)."""
-    old = previous_version_path(target)
-    if target.exists():
-        shutil.rmtree(old, ignore_errors=True)  # a stale copy from an earlier interrupted swap
-        target.rename(old)
-    work.rename(target)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def build_index(
@@ -84,7 +64,7 @@ def build_index(
     root = Path(index_dir or DEFAULT_INDEX_DIR)
     target = root / name
 
-    with _progress(show_progress) as progress:
+    with progress_bars(show_progress) as progress:
         task = progress.add_task("reading", total=None)
         records = read_records(corpus, id_field=id_field, text_field=text_field, skip_invalid=skip_invalid)
         progress.update(task, total=len(records.records), completed=len(records.records))
@@ -190,7 +170,7 @@ def build_index(
         (work / SKIPPED_REPORT).write_text("file\tline\tfield\tproblem\n" + "".join(
             f"{p.path}\t{p.line}\t{p.field}\t{p.message}\n" for p in records.skipped))
     (work / MANIFEST).write_text(json.dumps(manifest, indent=2))
-    _swap_into_place(work, target)
+    swap_into_place(work, target)
     return Index.open(target), records.skipped
 
 

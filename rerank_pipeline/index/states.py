@@ -86,25 +86,20 @@ def write_document_states(directory: Path, token_ids: Callable[[int, int], list[
 def add_document_states(index, model, show_progress: bool = True):
     """Store `model`'s document states in an existing index, atomically: computed in `.mice.build-FINGERPRINT`
     inside the index (resumable), then renamed to `mice/` and recorded in the manifest."""
-    from .build import _progress
-    from .store import MANIFEST, Index
+    from .progress import progress_bars
+    from .store import MANIFEST, Index, swap_into_place
 
     store = index.docstore
     work = index.path / f".{STATES_DIR}.build-{model.states_fingerprint}"
     for stale in index.path.glob(f".{STATES_DIR}.build-*"):
         if stale != work:
             shutil.rmtree(stale, ignore_errors=True)
-    with _progress(show_progress) as progress:
+    with progress_bars(show_progress) as progress:
         task = progress.add_task("mice states", total=len(store))
         meta = write_document_states(
             work, lambda a, b: store.token_ids(store.docids[a:b], model.tokenizer), len(store), model,
             lambda n: progress.advance(task, n))
-    target, old = index.path / STATES_DIR, index.path / f".{STATES_DIR}.old"
-    shutil.rmtree(old, ignore_errors=True)
-    if target.exists():
-        target.rename(old)
-    work.rename(target)
-    shutil.rmtree(old, ignore_errors=True)
+    swap_into_place(work, index.path / STATES_DIR)
     manifest = {**index.manifest, STATES_DIR: meta}
     (index.path / (MANIFEST + ".tmp")).write_text(json.dumps(manifest, indent=2))
     (index.path / (MANIFEST + ".tmp")).replace(index.path / MANIFEST)

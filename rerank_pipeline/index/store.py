@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
 from functools import cached_property
 from pathlib import Path
@@ -26,6 +27,17 @@ def resolve_index_path(name_or_path: str | Path, index_dir: str | Path | None = 
 def previous_version_path(path: Path) -> Path:
     """Where a build parks the index it replaces while it swaps the new one in."""
     return path.with_name(f".{path.name}.old")
+
+
+def swap_into_place(work: Path, target: Path) -> None:
+    """Two renames: target -> `.NAME.old`, work -> target. A kill between them leaves no target but a complete
+    `.NAME.old`, which `Index.open` serves (and the next build replaces). Also used for parts inside an index."""
+    old = previous_version_path(target)
+    if target.exists():
+        shutil.rmtree(old, ignore_errors=True)  # a stale copy from an earlier interrupted swap
+        target.rename(old)
+    work.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 class Index:

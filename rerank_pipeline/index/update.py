@@ -19,9 +19,9 @@ import numpy as np
 
 from ..encoders import load_tokenizer, resolve_encoder
 from ..io.records import read_records
-from .build import _progress, _swap_into_place
+from .progress import progress_bars
 from .docstore import write_docstore
-from .store import MANIFEST, Index
+from .store import MANIFEST, Index, swap_into_place
 
 
 def read_id_list(spec: str) -> list[str]:
@@ -70,7 +70,7 @@ def update_index(index: Index, add: str | Path | None = None, delete: Sequence[s
     shutil.rmtree(work, ignore_errors=True)  # cheap next to a build: redone, not resumed
     work.mkdir()
     manifest = {k: v for k, v in index.manifest.items() if k != "mice"}
-    with _progress(show_progress) as progress:
+    with progress_bars(show_progress) as progress:
         task = progress.add_task("tokenizing", total=len(texts))
         write_docstore(work / "docstore.sqlite", docids, texts,
                        load_tokenizer(resolve_encoder(manifest["tokenizer"]["encoder"])),
@@ -97,5 +97,5 @@ def update_index(index: Index, add: str | Path | None = None, delete: Sequence[s
     if "mice" in index.manifest or (index.path / "axn").exists():
         manifest["dropped"] = "MICE states / AXN item vectors were not carried over by the update: rebuild them"
     (work / MANIFEST).write_text(json.dumps(manifest, indent=2))
-    _swap_into_place(work, target)
+    swap_into_place(work, target)
     return Index.open(target), summary

@@ -60,12 +60,11 @@ class Reranker(Stage):
         from safetensors.torch import load_file
 
         from . import RERANKERS
-        from .hf import HFCrossEncoder, is_sequence_classifier
 
         path = Path(path)
-        if cls in (Reranker, HFCrossEncoder) and not (path / CONFIG_FILE).is_file() and (
-                is_sequence_classifier(path) or not path.exists()):
-            return HFCrossEncoder.load(path, device)  # any Hugging Face cross-encoder (directory, or Hub id if allowed)
+        foreign = RERANKERS["hf-cross-encoder"]  # any Hugging Face cross-encoder: a directory, or a Hub id if allowed
+        if cls is Reranker and not (path / CONFIG_FILE).is_file() and (foreign.recognizes(path) or not path.exists()):
+            return foreign.load(path, device)
         for name in (CONFIG_FILE, "config.json", "model.safetensors"):
             if not (path / name).is_file():
                 raise FileNotFoundError(f"{path} is not a reranker model directory ({name} missing)")

@@ -34,17 +34,18 @@ class SequenceClassifier(nn.Module):
         return logits[:, 0] if logits.shape[-1] == 1 else logits[:, -1] - logits[:, 0]
 
 
-def is_sequence_classifier(path: Path) -> bool:
-    try:
-        architectures = json.loads((path / "config.json").read_text()).get("architectures") or []
-    except (OSError, ValueError):
-        return False
-    return any(a.endswith("ForSequenceClassification") for a in architectures)
-
-
 class HFCrossEncoder(PointwiseCrossEncoder):
     kind = "hf-cross-encoder"
     defaults: dict[str, Any] = {"max_query_tokens": 64, "max_item_tokens": 440, "max_batch_tokens": 16384}
+
+    @classmethod
+    def recognizes(cls, path: Path) -> bool:
+        """A Hugging Face directory of a sequence-classification model."""
+        try:
+            architectures = json.loads((path / "config.json").read_text()).get("architectures") or []
+        except (OSError, ValueError):
+            return False
+        return any(a.endswith("ForSequenceClassification") for a in architectures)
 
     @classmethod
     def load(cls, path: str | Path, device: str | None = None) -> "HFCrossEncoder":

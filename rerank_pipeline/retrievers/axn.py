@@ -178,6 +178,7 @@ def fit_axn(index, reranker, queries: Sequence[str] | None = None, pseudo: int =
     sampled from document text. `score` replaces the reranker's scoring (benchmarks reuse cached scores)."""
     from tqdm.auto import tqdm
 
+    from ..index.store import swap_into_place
     from .dense import build_faiss, encode, write_faiss
 
     if "dense" not in index.stages:
@@ -208,13 +209,8 @@ def fit_axn(index, reranker, queries: Sequence[str] | None = None, pseudo: int =
     np.save(work / "item_vectors.npy", item_vectors.astype(np.float32))
     write_faiss(build_faiss(item_vectors.astype(np.float32), "flat"), work / "index.faiss")
     (work / "meta.json").write_text(json.dumps(meta, indent=2))
-    target, old = index.path / AXN_DIR, index.path / f".{AXN_DIR}.old"
-    shutil.rmtree(old, ignore_errors=True)
-    if target.exists():
-        target.rename(old)
-    work.rename(target)
-    shutil.rmtree(old, ignore_errors=True)
-    return AxnIndex(target, meta)
+    swap_into_place(work, index.path / AXN_DIR)
+    return AxnIndex(index.path / AXN_DIR, meta)
 
 
 class AXN(Retriever):
