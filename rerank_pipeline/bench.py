@@ -31,6 +31,8 @@ class BenchRow:
     packing_ms: float         # CROSS-JEM's CPU-side packing alone (part of crossjem_ms)
     mice_ms: float            # MICE with the documents' states stored at index time (query side + interaction)
     mice_fly_ms: float        # MICE computing the document states too (no stored states)
+    crossjem_offline: float   # candidate scores/s with every query's list in one call (offline throughput)
+    pointwise_offline: float
     groups_per_query: float
     union_tokens: float
     item_tokens: float
@@ -131,10 +133,12 @@ def run_bench(sizes: Sequence[int] = (100, 700), queries: int = 5, repeats: int 
             mi.append(_time(stored, repeats))
             mf.append(_time(lambda: mice.score_ids([q], [c]), repeats))
         groups = [packed(q, c) for q, c in zip(q_ids, items)]
+        total = sum(len(c) for c in items)
+        offline = [total / _time(lambda m=m: m.score_ids(q_ids, items), 1) for m in (crossjem, pointwise)]
         rows.append(BenchRow(
             n, crossjem.device, len(q_ids), 1000 * statistics.median(cj), 1000 * statistics.median(pw),
             1000 * statistics.median(st), 1000 * statistics.median(pk), 1000 * statistics.median(mi),
-            1000 * statistics.median(mf),
+            1000 * statistics.median(mf), *offline,
             float(np.mean([len(g) for g in groups])),
             float(np.mean([len(x.input_ids) - x.n_query for g in groups for x in g])),
             float(np.mean([len(t) for c in items for t in c])),

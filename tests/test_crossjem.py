@@ -162,7 +162,8 @@ def test_bench_command_reports_every_model(tmp_path):
     row = out.read_text().splitlines()[4].split("|")
     assert row[1].strip() == "30" and float(row[4]) > 0 and float(row[5]) > 0 and row[6].strip().endswith("x")
     assert float(row[7]) > 0 and row[8].strip().endswith("x") and float(row[9]) > 0  # MICE stored / on the fly
-    assert float(row[10]) > 0 and 0 < float(row[11].strip().rstrip("%")) < 100
+    assert float(row[10]) > 0 and float(row[11].replace(",", "")) > 0 and float(row[12].replace(",", "")) > 0
+    assert 0 < float(row[13].strip().rstrip("%")) < 100
 
 
 def test_default_pipeline_matches_what_ships_and_finds_both_words_first(demo_index):
