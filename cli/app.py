@@ -2,6 +2,7 @@
 bad input (exit 2), the index-directory option."""
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -12,6 +13,9 @@ app = typer.Typer(help="Retrieve-then-rank search: build indexes, search, rerank
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 console = Console()
 err = Console(stderr=True)
+
+# The library's warnings are for people at a terminal: the message, not the source line that raised it.
+warnings.formatwarning = lambda message, category, *args, **kwargs: f"warning: {message}\n"
 
 IndexDirOpt = typer.Option(Path("indexes"), "--index-dir", help="Directory holding named indexes.")
 
