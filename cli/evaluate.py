@@ -51,7 +51,7 @@ def bench(
     queries: int = typer.Option(5, "--queries", min=1, help="Queries per size (each scored alone)."),
     repeats: int = typer.Option(3, "--repeats", min=1, help="Timed repeats per query (median)."),
     model: Optional[Path] = typer.Option(None, "--model", help="CROSS-JEM model dir (default: a fresh head on MiniLM; speed is the same)."),
-    mice: Optional[Path] = typer.Option(None, "--mice", help="MICE model dir (default: cut from the pointwise model, m=3, d=6)."),
+    mice: Optional[Path] = typer.Option(None, "--mice", help="MICE model dir (default: cut from the pointwise model, m=2, d=5)."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
     corpus: Optional[Path] = typer.Option(None, "--corpus", help="Short-text corpus to draw BM25 candidate lists from (default: synthetic titles)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Also write the table as Markdown."),

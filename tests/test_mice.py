@@ -186,3 +186,22 @@ def test_absorbed_cross_attention_equals_projecting_the_document(mice_dir):
                                                attn_mask=allowed[:, None])
         absorbed = attention._absorbed(q, doc, allowed[:, None])
     torch.testing.assert_close(absorbed, plain, rtol=1e-5, atol=1e-5)
+
+
+def test_states_added_to_an_existing_index(mice_dir, demo_index, tmp_path):
+    import shutil
+
+    from rerank_pipeline.index import Index
+    from rerank_pipeline.index.states import DocumentStates, add_document_states
+
+    idx = Index.open(shutil.copytree(demo_index.path, tmp_path / "demo"))
+    model = MICE.load(mice_dir, device="cpu")
+    updated = add_document_states(idx, model, show_progress=False)
+    assert updated.manifest["mice"]["fingerprint"] == model.states_fingerprint
+    assert updated.manifest["dense"] == idx.manifest["dense"]                       # the rest of the manifest kept
+    stored = DocumentStates.beside(updated.docstore)
+    row = updated.docstore.rows(["demo-0004"])
+    with torch.inference_mode():
+        direct = model.document_states(model.truncate_items(updated.docstore.token_ids(["demo-0004"],
+                                                                                        model.tokenizer)))[0]
+    np.testing.assert_allclose(stored.states(row)[0].astype(np.float32), direct.numpy(), atol=2e-2, rtol=1e-2)

@@ -20,7 +20,7 @@ from ..encoders import DEFAULT_ENCODER_NAME, default_encoder_path, load_tokenize
 from ..io.records import read_records
 from .docstore import write_docstore
 from .progress import progress_bars
-from .store import DEFAULT_INDEX_DIR, FORMAT_VERSION, MANIFEST, Index, swap_into_place
+from .store import DEFAULT_INDEX_DIR, FORMAT_VERSION, MANIFEST, Index, swap_into_place, write_manifest
 
 ENCODE_CHUNK = 4096
 BM25_SETTINGS = {  # what each backend's build uses, recorded in the manifest
@@ -185,7 +185,5 @@ def rebuild_faiss(index: Index, faiss_kind: str) -> Index:
     write_faiss(build_faiss(embeddings, faiss_kind), tmp)
     tmp.replace(index.path / "dense" / "index.faiss")
     index.manifest["dense"]["faiss"] = faiss_kind
-    tmp_manifest = index.path / (MANIFEST + ".tmp")
-    tmp_manifest.write_text(json.dumps(index.manifest, indent=2))
-    tmp_manifest.replace(index.path / MANIFEST)
+    write_manifest(index.path, index.manifest)
     return Index.open(index.path)

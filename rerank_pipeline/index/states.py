@@ -75,8 +75,8 @@ def write_document_states(directory: Path, token_ids: Callable[[int, int], list[
     out.flush()
     del out
     np.save(directory / "offsets.npy", offsets)
-    meta = {"fingerprint": model.states_fingerprint, "merge_layer": model.config["merge_layer"], "max_item_tokens": model.config["max_item_tokens"],
-            "tokens": int(offsets[-1]), "hidden": hidden, "dtype": "float16",
+    meta = {"fingerprint": model.states_fingerprint, "merge_layer": model.config["merge_layer"],
+            "max_item_tokens": model.config["max_item_tokens"], "tokens": int(offsets[-1]), "hidden": hidden, "dtype": "float16",
             "bytes": int((directory / "states.npy").stat().st_size)}
     (directory / "meta.json").write_text(json.dumps(meta, indent=2))
     shutil.rmtree(chunks)
@@ -87,7 +87,7 @@ def add_document_states(index, model, show_progress: bool = True):
     """Store `model`'s document states in an existing index, atomically: computed in `.mice.build-FINGERPRINT`
     inside the index (resumable), then renamed to `mice/` and recorded in the manifest."""
     from .progress import progress_bars
-    from .store import MANIFEST, Index, swap_into_place
+    from .store import Index, swap_into_place, write_manifest
 
     store = index.docstore
     work = index.path / f".{STATES_DIR}.build-{model.states_fingerprint}"
@@ -100,7 +100,5 @@ def add_document_states(index, model, show_progress: bool = True):
             work, lambda a, b: store.token_ids(store.docids[a:b], model.tokenizer), len(store), model,
             lambda n: progress.advance(task, n))
     swap_into_place(work, index.path / STATES_DIR)
-    manifest = {**index.manifest, STATES_DIR: meta}
-    (index.path / (MANIFEST + ".tmp")).write_text(json.dumps(manifest, indent=2))
-    (index.path / (MANIFEST + ".tmp")).replace(index.path / MANIFEST)
+    write_manifest(index.path, {**index.manifest, STATES_DIR: meta})
     return Index.open(index.path)

@@ -29,6 +29,13 @@ def previous_version_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.old")
 
 
+def write_manifest(path: Path, manifest: dict) -> None:
+    """Replace an index's manifest atomically (written aside, then renamed)."""
+    tmp = path / (MANIFEST + ".tmp")
+    tmp.write_text(json.dumps(manifest, indent=2))
+    tmp.replace(path / MANIFEST)
+
+
 def swap_into_place(work: Path, target: Path) -> None:
     """Two renames: target -> `.NAME.old`, work -> target. A kill between them leaves no target but a complete
     `.NAME.old`, which `Index.open` serves (and the next build replaces). Also used for parts inside an index."""

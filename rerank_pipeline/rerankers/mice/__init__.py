@@ -24,8 +24,8 @@ class MICE(Reranker):
     defaults: dict[str, Any] = {
         "max_query_tokens": 32,
         "max_item_tokens": 64,     # stored per document at index time: 768 bytes a token in fp16
-        "merge_layer": 3,          # m: layers 0..m-1 see query and document apart
-        "depth": 6,                # d: layers m..d-1 interact, layers from d on are dropped
+        "merge_layer": 2,          # m: layers 0..m-1 see query and document apart (benchmarks/results/mice_sweep.md)
+        "depth": 5,                # d: layers m..d-1 interact, layers from d on are dropped
         "max_batch_tokens": 16384,
     }
     _warned = False  # the on-the-fly warning is given once per model
