@@ -5,12 +5,13 @@ schedules work itself: Ray does. Local runs (`address=None`) start Ray on this m
 """
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
-from .types import Run
+from .types import Hit, Run
 
 
 def map_with_actors(items: list[dict[str, Any]], actor: type, kwargs: dict[str, Any], address: str | None,
@@ -50,18 +51,9 @@ class RerankActor:
     def __call__(self, item: dict[str, Any]) -> dict[str, Any]:
         from .index.docstore import TextDocs
 
-        docids = [list(d) for d in item["docids"]]
-        scores = self.model.score_docs(list(item["queries"]), docids,
+        scores = self.model.score_docs(list(item["queries"]), [list(d) for d in item["docids"]],
                                        TextDocs(dict(zip(item["doc_keys"], item["doc_texts"]))))
-        return {"shard": item["shard"], "lines": _trec_lines(item["qids"], docids, scores, item["tag"])}
-
-
-def _trec_lines(qids, docids, scores, tag: str) -> str:
-    lines = []
-    for q, ds, sc in zip(qids, docids, scores):
-        order = sorted(range(len(ds)), key=lambda i: (-float(sc[i]), ds[i]))
-        lines += [f"{q} Q0 {ds[i]} {r} {float(sc[i]):.6f} {tag}" for r, i in enumerate(order, start=1)]
-    return "".join(line + "\n" for line in lines)
+        return {"shard": item["shard"], "scores": np.concatenate(scores).astype(np.float64).tobytes()}
 
 
 def rerank_run_file(run: Run, queries: dict[str, str], texts: Callable[[list[str]], list[str]], model: str,
@@ -90,23 +82,25 @@ def rerank_run_file(run: Run, queries: dict[str, str], texts: Callable[[list[str
         except KeyError as e:
             raise ValueError(f"document {e.args[0]!r} of the run is not in the document source") from None
         return {"shard": i, "qids": parts[i], "queries": [queries[q] for q in parts[i]], "docids": docids,
-                "doc_keys": keys, "doc_texts": doc_texts, "tag": tag}
+                "doc_keys": keys, "doc_texts": doc_texts}
 
-    def write(shard: int, lines: str) -> None:
-        tmp = shards_dir / f"{shard:05d}.tmp"
-        tmp.write_text(lines)
-        tmp.rename(shards_dir / f"{shard:05d}.trec")
+    def write(shard: int, scores: bytes) -> None:
+        """The shard as a TREC run (trec_eval's tie order, written aside and renamed by `Run.write_trec`)."""
+        flat, start, rankings = np.frombuffer(scores, np.float64), 0, {}
+        for q in parts[shard]:
+            rankings[q] = [Hit(h.docid, float(v)) for h, v in zip(run[q], flat[start:start + len(run[q])])]
+            start += len(run[q])
+        Run(rankings).write_trec(shards_dir / f"{shard:05d}.trec", tag)
 
     bar = tqdm(total=len(parts), initial=len(parts) - len(todo), desc="rerank shards", disable=not show_progress)
     if ray is False:
         local = RerankActor(model)
         for i in todo:
-            write(i, local(item(i))["lines"])
+            write(i, local(item(i))["scores"])
             bar.update()
     elif todo:
-        for result in map_with_actors([item(i) for i in todo], RerankActor, {"model": str(model)},
-                                      None if ray is True else ray, actors):
-            write(int(result["shard"]), result["lines"])
+        for result in map_with_actors([item(i) for i in todo], RerankActor, {"model": str(model)}, ray, actors):
+            write(int(result["shard"]), result["scores"])
             bar.update()
     bar.close()
     tmp = output.with_name(output.name + ".tmp")
@@ -114,8 +108,6 @@ def rerank_run_file(run: Run, queries: dict[str, str], texts: Callable[[list[str
         for i in range(len(parts)):
             f.write((shards_dir / f"{i:05d}.trec").read_text())
     tmp.replace(output)
-    import shutil
-
     shutil.rmtree(shards_dir)
     return output
 
