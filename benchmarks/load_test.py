@@ -1,9 +1,11 @@
-"""Bounded loopback load test of `rerank serve` (demo index, the default pipeline):
-concurrent clients, each sending requests back to back for a fixed count or a fixed duration; throughput, status
-codes (deliberate 429s of admission control vs errors), latency percentiles of accepted requests, and the server's
-resident memory after warm-up and at the end.
+"""Bounded loopback load test of `rerank serve` (demo index, or N generated titles; the default pipeline or a
+config): concurrent clients, each sending requests back to back for a fixed count or a fixed duration; throughput,
+status codes (deliberate 429s of admission control vs errors), latency percentiles of accepted requests, and the
+server's resident memory after warm-up and at the end.
 
     python benchmarks/load_test.py --clients 1 4 16 --requests 25 --clients-for 64 --duration-s 60
+    python benchmarks/load_test.py --titles 100000 --config configs/crossjem.yaml --clients 1 --requests 50 \
+        --clients-for --out benchmarks/results/load_titles100k_crossjem.md
 """
 from __future__ import annotations
 
@@ -19,8 +21,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from rerank_pipeline.demo import demo_records, write_demo_corpus
-from rerank_pipeline.index import build_index
+from rerank_pipeline.demo import demo_records, synthetic_titles, write_demo_corpus
+from rerank_pipeline.index import Index, build_index
 
 
 def rss_mb(pid: int) -> float:
@@ -38,17 +40,40 @@ def main() -> None:
     ap.add_argument("--time-bound-s", type=float, default=120)
     ap.add_argument("--clients-for", type=int, nargs="*", default=[64], help="client counts run for --duration-s")
     ap.add_argument("--duration-s", type=float, default=60)
+    ap.add_argument("--titles", type=int, default=0, help="serve N generated titles instead of the demo corpus "
+                    "(the index is kept under runs/load-index/ and reused)")
+    ap.add_argument("--config", type=Path, default=None, help="pipeline YAML for the server (default: built-in)")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/load.md"))
     args = ap.parse_args()
-    queries = [" ".join(r["text"].lower().split()[:2]) for r in demo_records()]
+    if args.titles:
+        import json
+
+        titles = synthetic_titles(args.titles)
+        queries = [" ".join(t.split()[:3]) for t in synthetic_titles(200, seed=1)]
+        root = Path("runs/load-index")
+        try:
+            Index.open(f"titles{args.titles}", root)
+        except Exception:  # not built yet (or unreadable): build it once
+            corpus = root / f"titles{args.titles}.jsonl"
+            root.mkdir(parents=True, exist_ok=True)
+            corpus.write_text("".join(json.dumps({"id": f"p{i}", "text": t}) + "\n" for i, t in enumerate(titles)))
+            build_index(corpus, f"titles{args.titles}", root, show_progress=False)
+        name, index_dir, what = f"titles{args.titles}", str(root), f"{args.titles:,} generated titles"
+    else:
+        queries = [" ".join(r["text"].lower().split()[:2]) for r in demo_records()]
+        name, index_dir, what = "demo", None, "the demo index"
     with tempfile.TemporaryDirectory() as tmp:
-        build_index(write_demo_corpus(Path(tmp) / "demo.jsonl"), "demo", tmp, show_progress=False)
+        if index_dir is None:
+            build_index(write_demo_corpus(Path(tmp) / "demo.jsonl"), "demo", tmp, show_progress=False)
+            index_dir = tmp
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         url = f"http://127.0.0.1:{port}"
-        server = subprocess.Popen([str(Path(sys.executable).with_name("rerank")), "serve", "--index-dir", tmp,
-                                   "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        server = subprocess.Popen([str(Path(sys.executable).with_name("rerank")), "serve", "--index-dir", index_dir,
+                                   "--index", name, "--port", str(port),
+                                   *(["--config", str(args.config)] if args.config else [])],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             for _ in range(240):
                 try:
@@ -88,7 +113,8 @@ def main() -> None:
         finally:
             server.terminate()
             server.wait(timeout=20)
-    lines = ["# Loopback load test: `rerank serve` on the demo index, default pipeline",
+    pipeline = f"config {args.config}" if args.config else "default pipeline"
+    lines = [f"# Loopback load test: `rerank serve` on {what}, {pipeline}",
              "", f"Command: `python benchmarks/load_test.py {' '.join(sys.argv[1:])}`", "",
              "2 CPU cores shared by clients and server; micro-batching defaults (16 requests, 5 ms), queue deadline "
              "1 s (429 + Retry-After beyond it). Latency percentiles are of accepted (200) requests. Server resident "

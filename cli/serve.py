@@ -19,7 +19,7 @@ class Mode(str, Enum):
 
 @app.command()
 def serve(
-    index_name: str = typer.Option("demo", "--index", "-i", help="Index name."),
+    index_name: str = typer.Option("demo", "--index", "-i", help="Index name, or lucene:PATH for an existing Anserini/pyserini Lucene index."),
     index_dir: Path = IndexDirOpt,
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="Pipeline YAML (system A)."),
     config_b: Optional[Path] = typer.Option(None, "--config-b", help="Second pipeline (system B) for an experiment."),

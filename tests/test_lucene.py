@@ -50,7 +50,7 @@ def test_existing_lucene_index_as_first_stage(java, tmp_path, tiny_encoder):
             indexer.add_doc_dict({"id": d["id"], "contents": d["text"]})
         indexer.close()
     idx = open_index(f"lucene:{tmp_path / 'anserini'}")
-    assert idx.docstore.texts(["d1"]) == ["tokyo surf shop"]
+    assert idx.docstore.texts(["d1"]) == ["tokyo surf shop"] and len(idx.docstore) == len(DOCS)
     run = open_pipeline(idx, {"retrievers": [{"type": "bm25", "k": 5}]}).search(["tokyo"])
     assert {h.docid for h in run["1"]} == {"d1", "d3"}
     model = tmp_path / "model"

@@ -98,6 +98,9 @@ class LuceneDocs:
     def __contains__(self, docid: object) -> bool:
         return self.searcher.doc(str(docid)) is not None
 
+    def __len__(self) -> int:
+        return self.searcher.num_docs
+
     def texts(self, docids: Sequence[str]) -> list[str]:
         out = []
         for d in docids:
