@@ -53,3 +53,26 @@ def test_rerank_batch_on_ray_equals_local_and_resumes(demo_index, tiny_encoder, 
     with pytest.raises(ValueError, match="not in the document source"):
         rerank_run_file(run, queries, lambda ids: [{}[i] for i in ids], str(model), tmp_path / "x.trec",
                         show_progress=False)
+
+
+def test_rerank_batch_cli(demo_index, tiny_encoder, tmp_path):
+    from typer.testing import CliRunner
+
+    from conftest import write_jsonl
+    from rerank_cli.main import app
+    from rerank_pipeline.io import read_run
+    from rerank_pipeline.rerankers import PointwiseCrossEncoder
+
+    model = tmp_path / "model"
+    PointwiseCrossEncoder.from_encoder(tiny_encoder, device="cpu").save(model)
+    queries = write_jsonl(tmp_path / "q.jsonl", [{"id": "q1", "text": "patagonia japan"}, {"id": "q2", "text": "surf"}])
+    demo_index.bm25(15).transform({"q1": "patagonia japan", "q2": "surf"}).write_trec(tmp_path / "cand.trec")
+    runner = CliRunner()
+    args = ["rerank-batch", str(tmp_path / "cand.trec"), "--queries", str(queries), "--model", str(model),
+            "--index", demo_index.name, "--index-dir", str(demo_index.path.parent), "-o", str(tmp_path / "out.trec")]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    out, cand = read_run(tmp_path / "out.trec"), read_run(tmp_path / "cand.trec")
+    assert {q: {h.docid for h in out[q]} for q in out} == {q: {h.docid for h in cand[q]} for q in cand}
+    result = runner.invoke(app, args[:6] + ["-o", str(tmp_path / "x.trec")])             # no document source
+    assert result.exit_code == 2 and "--index NAME or --corpus FILE" in result.output
