@@ -205,3 +205,24 @@ def test_states_added_to_an_existing_index(mice_dir, demo_index, tmp_path):
         direct = model.document_states(model.truncate_items(updated.docstore.token_ids(["demo-0004"],
                                                                                         model.tokenizer)))[0]
     np.testing.assert_allclose(stored.states(row)[0].astype(np.float32), direct.numpy(), atol=2e-2, rtol=1e-2)
+
+
+def test_update_recomputes_states_with_the_same_model(mice_dir, tmp_path):
+    from conftest import write_jsonl
+    from rerank_pipeline.index import build_index, update_index
+    from rerank_pipeline.index.states import DocumentStates
+
+    docs = [{"id": f"d{i}", "text": t} for i, t in enumerate(["patagonia jacket", "tokyo surf", "kyoto tea"])]
+    idx, _ = build_index(write_jsonl(tmp_path / "c.jsonl", docs), "s", tmp_path, dense=False, mice=mice_dir,
+                         show_progress=False)
+    assert idx.manifest["mice"]["model"] == str(mice_dir.resolve())
+    more = write_jsonl(tmp_path / "more.jsonl", [{"id": "n1", "text": "osaka street food"}])
+    updated, _ = update_index(idx, more, ["d1"], show_progress=False)
+    assert "dropped" not in updated.manifest and updated.manifest["mice"]["tokens"] > 0
+    model = MICE.load(mice_dir, device="cpu")
+    run = updated.bm25(5).transform({"q": "osaka food"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                                          # the stored states are used
+        got = model.transform({"q": "osaka food"}, run)
+    assert [h.docid for h in got["q"]] == ["n1"]
+    assert len(DocumentStates.beside(updated.docstore).offsets) == len(updated.docstore) + 1

@@ -75,7 +75,7 @@ def write_document_states(directory: Path, token_ids: Callable[[int, int], list[
     out.flush()
     del out
     np.save(directory / "offsets.npy", offsets)
-    meta = {"fingerprint": model.states_fingerprint, "merge_layer": model.config["merge_layer"],
+    meta = {"fingerprint": model.states_fingerprint, "model": model.source, "merge_layer": model.config["merge_layer"],
             "max_item_tokens": model.config["max_item_tokens"], "tokens": int(offsets[-1]), "hidden": hidden, "dtype": "float16",
             "bytes": int((directory / "states.npy").stat().st_size)}
     (directory / "meta.json").write_text(json.dumps(meta, indent=2))

@@ -3,8 +3,9 @@
 The new version is assembled in `.NAME.update-KEY` beside the index and swapped in like a build, so an interrupted
 update leaves the previous index intact (re-running the command redoes it). Kept documents reuse their stored
 embeddings: only added documents are encoded. BM25 and the docstore are rewritten from the kept and added texts
-(seconds next to encoding). MICE states and AXN item vectors are not carried over (they would go stale); the
-manifest says so.
+(seconds next to encoding). MICE states are recomputed with the model that built them (the bottom layers only: a
+fraction of the encoding cost) when its directory is still there; AXN item vectors are not carried over (they were
+fitted to the old corpus). The manifest says what was dropped.
 """
 from __future__ import annotations
 
@@ -30,6 +31,16 @@ def read_id_list(spec: str) -> list[str]:
     if path.is_file():
         return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     return [i.strip() for i in spec.split(",") if i.strip()]
+
+
+def _mice_model(meta: dict | None):
+    """The MICE model that computed an index's states, if its directory still holds the same model."""
+    if not meta or not meta.get("model") or not Path(meta["model"]).is_dir():
+        return None
+    from ..rerankers.mice import MICE
+
+    model = MICE.load(meta["model"])
+    return model if model.states_fingerprint == meta["fingerprint"] else None
 
 
 def update_index(index: Index, add: str | Path | None = None, delete: Sequence[str] = (), *,
@@ -70,6 +81,7 @@ def update_index(index: Index, add: str | Path | None = None, delete: Sequence[s
     shutil.rmtree(work, ignore_errors=True)  # cheap next to a build: redone, not resumed
     work.mkdir()
     manifest = {k: v for k, v in index.manifest.items() if k != "mice"}
+    mice = _mice_model(index.manifest.get("mice"))
     with progress_bars(show_progress) as progress:
         task = progress.add_task("tokenizing", total=len(texts))
         write_docstore(work / "docstore.sqlite", docids, texts,
@@ -90,12 +102,23 @@ def update_index(index: Index, add: str | Path | None = None, delete: Sequence[s
             (work / "dense").mkdir()
             np.save(work / "dense" / "embeddings.npy", embeddings)
             write_faiss(build_faiss(embeddings, manifest["dense"]["faiss"]), work / "dense" / "index.faiss")
+        if mice is not None:
+            from .docstore import DocStore
+            from .states import STATES_DIR, write_document_states
+
+            store = DocStore(work / "docstore.sqlite")
+            task = progress.add_task("mice states", total=len(docids))
+            manifest[STATES_DIR] = write_document_states(
+                work / STATES_DIR, lambda a, b: store.token_ids(docids[a:b], mice.tokenizer), len(docids), mice,
+                lambda n: progress.advance(task, n))
     manifest["corpus"] = {**manifest["corpus"], "documents": len(docids),
                           "updates": manifest["corpus"].get("updates", []) + [{
                               "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                               "source": str(Path(add).resolve()) if add else None, **summary}]}
-    if "mice" in index.manifest or (index.path / "axn").exists():
-        manifest["dropped"] = "MICE states / AXN item vectors were not carried over by the update: rebuild them"
+    dropped = [what for what, gone in (("MICE states (their model directory is gone)", "mice" in index.manifest
+                                        and mice is None), ("AXN item vectors", (index.path / "axn").exists())) if gone]
+    if dropped:
+        manifest["dropped"] = f"not carried over by the update: {', '.join(dropped)}; rebuild them"
     (work / MANIFEST).write_text(json.dumps(manifest, indent=2))
     swap_into_place(work, target)
     return Index.open(target), summary

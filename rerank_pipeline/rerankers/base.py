@@ -41,6 +41,7 @@ class Reranker(Stage):
         self.device = device or torch_device()
         self.network.to(self.device).eval()
         self.name = self.kind
+        self.source: str | None = None
 
     # ---- construction and persistence -------------------------------------------------------------------------
     @classmethod
@@ -83,7 +84,9 @@ class Reranker(Stage):
             raise ValueError(f"{path / 'model.safetensors'}: not a readable safetensors file ({e})") from None
         network = family.build_network(load_encoder(str(path), pretrained=False), config)
         network.load_state_dict(state, strict=True)
-        return family(network, load_tokenizer(str(path)), config, device)
+        model = family(network, load_tokenizer(str(path)), config, device)
+        model.source = str(path.resolve())  # where it came from (index parts built with it record this)
+        return model
 
     def save(self, path: str | Path, fp16: bool = False) -> None:
         from safetensors.torch import save_file
