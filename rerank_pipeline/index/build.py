@@ -23,10 +23,6 @@ from .progress import progress_bars
 from .store import DEFAULT_INDEX_DIR, FORMAT_VERSION, MANIFEST, Index, swap_into_place, write_manifest
 
 ENCODE_CHUNK = 4096
-BM25_SETTINGS = {  # what each backend's build uses, recorded in the manifest
-    "bm25s": {"backend": "bm25s", "k1": 1.5, "b": 0.75, "method": "lucene", "stemmer": "english", "stopwords": "en"},
-    "lucene": {"backend": "lucene", "k1": 0.9, "b": 0.4, "analyzer": "Lucene English (Porter stemmer, stopwords)"},
-}
 SKIPPED_REPORT = "skipped.tsv"
 
 
@@ -100,10 +96,11 @@ def build_index(
         if bm25:
             task = progress.add_task(f"bm25 ({bm25_backend})", total=1)
             shutil.rmtree(work / "bm25", ignore_errors=True)
-            backend_class(bm25_backend).build(texts, work / "bm25", show_progress=False)
+            backend = backend_class(bm25_backend)
+            backend.build(texts, work / "bm25", show_progress=False)
             progress.advance(task)
             stages.append("bm25")
-            manifest_stages["bm25"] = BM25_SETTINGS[bm25_backend]
+            manifest_stages["bm25"] = {"backend": bm25_backend, **backend.settings}
         if dense:
             chunk_dir = work / "dense" / "chunks"
             chunk_dir.mkdir(parents=True, exist_ok=True)

@@ -68,8 +68,14 @@ class Index:
         if manifest.get("format_version") != FORMAT_VERSION:
             raise InvalidIndexError(f"{path} has index format {manifest.get('format_version')!r}; this library reads "
                               f"format {FORMAT_VERSION}: rebuild it with `rerank index`")
-        bm25_files = {"bm25s": ["bm25/params.index.json"], "lucene": ["bm25/params.json"]}.get(
-            manifest.get("bm25", {}).get("backend"), [])
+        bm25_files = []
+        if "bm25" in manifest.get("stages", []):
+            from ..retrievers.bm25 import bm25_backend
+
+            try:
+                bm25_files = [f"bm25/{f}" for f in bm25_backend(manifest["bm25"]["backend"]).files]
+            except ValueError as e:
+                raise InvalidIndexError(f"{path / MANIFEST}: {e}") from None
         for stage, files in (("docstore", ["docstore.sqlite"]), ("bm25", bm25_files),
                              ("dense", ["dense/embeddings.npy", "dense/index.faiss"]),
                              ("mice", ["mice/states.npy", "mice/offsets.npy", "mice/meta.json"])):

@@ -15,6 +15,8 @@ from ..types import Queries, Run
 
 class BM25Backend(Protocol):
     name: str
+    files: tuple[str, ...]    # what a complete build leaves in its directory (Index.open checks them)
+    settings: dict            # what its build uses, recorded in the index manifest
 
     @classmethod
     def build(cls, texts: Sequence[str], directory: Path, **params) -> None: ...
@@ -41,6 +43,7 @@ class Bm25sBackend:
 
     name = "bm25s"
     files = ("params.index.json",)  # what a complete build leaves in its directory
+    settings = {"k1": 1.5, "b": 0.75, "method": "lucene", "stemmer": "english", "stopwords": "en"}  # build defaults
 
     def __init__(self, model, stemmer_language: str, stopwords: str):
         import Stemmer

@@ -55,6 +55,7 @@ class LuceneBackend:
 
     name = "lucene"
     files = ("params.json",)
+    settings = {"k1": ANSERINI_K1, "b": ANSERINI_B, "analyzer": "Lucene English (Porter stemmer, stopwords)"}
 
     def __init__(self, searcher, threads: int = 2):
         self.searcher, self.threads = searcher, threads
