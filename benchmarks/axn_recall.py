@@ -20,7 +20,7 @@ import numpy as np
 from rerank_pipeline.index import Index
 from rerank_pipeline.io.beir import BeirDataset
 from rerank_pipeline.rerankers import Reranker
-from rerank_pipeline.retrievers.axn import AxnIndex, adaptive_search, fit_axn, reranker_fingerprint
+from rerank_pipeline.retrievers.axn import AxnIndex, adaptive_search, fit_axn
 from rerank_pipeline.retrievers.dense import encode
 
 BUDGETS = (50, 100, 200, 500)
@@ -81,7 +81,7 @@ def main() -> None:
     texts = [data.queries[q] for q in qids]
     fit_ids = sorted(data.qrels("train"))[: args.fit_queries]
 
-    tag = reranker_fingerprint(reranker)
+    tag = reranker.fingerprint
     t0 = time.time()
     exact = full_scores(reranker, texts, store, work / f"exact-{tag}")
     exact_seconds = time.time() - t0

@@ -5,7 +5,9 @@ tokenizer files, and `model.safetensors` (weights, optionally fp16). Loading nev
 """
 from __future__ import annotations
 
+import hashlib
 import json
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -130,6 +132,11 @@ class Reranker(Stage):
         """One logit tensor per query (its candidates in order); differentiable unless under inference_mode."""
         raise NotImplementedError
 
+    @cached_property
+    def fingerprint(self) -> str:
+        """Identifies this model's weights (index parts fitted to its scores record it)."""
+        return tensor_digest(self.network.state_dict(), self.kind)
+
     def per_query(self, values: list[torch.Tensor], positions: list[torch.Tensor], sizes: Sequence[int]) -> list[torch.Tensor]:
         """Pair logits computed in batches (`values`, at flat pair `positions`) back in order, split per query."""
         if not values:
@@ -185,6 +192,15 @@ class Reranker(Stage):
         scores = self.score_ids(self.tokenize_queries([query]), [tokenize_ids(self.tokenizer, documents)])[0]
         order = np.argsort(-scores, kind="stable")[:top_k]
         return [{"corpus_id": int(i), "score": float(scores[i]), "text": documents[i]} for i in order]
+
+
+def tensor_digest(state: dict[str, torch.Tensor], prefix: str = "") -> str:
+    """A short hash of named tensors' values (as fp32), e.g. a state dict."""
+    h = hashlib.sha256(prefix.encode())
+    for name, tensor in sorted(state.items()):
+        h.update(name.encode())
+        h.update(tensor.detach().float().cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 def budget_batches(sorted_lengths: Sequence[int], budget: int):

@@ -10,7 +10,6 @@ The array functions here take plain arrays and a scoring callback, so they are t
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import time
@@ -126,14 +125,6 @@ def pseudo_queries(texts: Sequence[str], n: int, words: int = 8, seed: int = 0) 
     return [q for q in out if q]
 
 
-def reranker_fingerprint(reranker) -> str:
-    h = hashlib.sha256(reranker.kind.encode())
-    for name, tensor in sorted(reranker.network.state_dict().items()):
-        h.update(name.encode())
-        h.update(tensor.detach().float().cpu().numpy().tobytes())
-    return h.hexdigest()[:16]
-
-
 def reranker_scorer(reranker, texts: Sequence[str], docstore) -> ScoreFn:
     """A ScoreFn over the index's documents: one `score_docs` call per round for all queries in it."""
     def score(queries: Sequence[int], rows: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -172,10 +163,10 @@ class AxnIndex:
 
 
 def fit_axn(index, reranker, queries: Sequence[str] | None = None, pseudo: int = 500, k_d: int = 100,
-            steps: int = 300, show_progress: bool = True, score: ScoreFn | None = None) -> AxnIndex:
+            steps: int = 300, show_progress: bool = True) -> AxnIndex:
     """Fit and store AXN item vectors for `index` (which needs a dense stage) and `reranker`, atomically (written
     in `.axn.build`, then renamed). `queries`: the corpus's training queries; without them, `pseudo` queries are
-    sampled from document text. `score` replaces the reranker's scoring (benchmarks reuse cached scores)."""
+    sampled from document text."""
     from tqdm.auto import tqdm
 
     from ..index.store import swap_into_place
@@ -190,7 +181,7 @@ def fit_axn(index, reranker, queries: Sequence[str] | None = None, pseudo: int =
     item_init = np.load(index.path / "dense" / "embeddings.npy")
     query_init = encode(texts, index.manifest["dense"]["encoder"])
     dual, rows = index.faiss_index().search(query_init, min(k_d, len(store)))
-    score = score or reranker_scorer(reranker, texts, store)
+    score = reranker_scorer(reranker, texts, store)
     ce = []
     for start in tqdm(range(0, len(texts), 32), desc="AXN scoring", disable=not show_progress):
         ce += score(range(start, min(start + 32, len(texts))), list(rows[start:start + 32]))
@@ -200,7 +191,7 @@ def fit_axn(index, reranker, queries: Sequence[str] | None = None, pseudo: int =
     query_of = np.repeat(np.arange(len(texts)), valid.sum(1))
     _, item_vectors, stats = fit_item_embeddings(query_init, item_init, query_of, rows[valid],
                                                  scale * reranker_scores + shift, steps=steps)
-    meta = {"reranker": reranker_fingerprint(reranker) if reranker is not None else "custom",
+    meta = {"reranker": reranker.fingerprint,
             "queries": source, "n_queries": len(texts), "k_d": k_d, "reranker_calls": int(valid.sum()),
             "scale": scale, "shift": shift, "seconds": round(time.time() - started, 1), **stats}
     work = index.path / f".{AXN_DIR}.build"
@@ -240,7 +231,7 @@ class AXN(Retriever):
                 warnings.warn(f"fitting AXN item vectors for index '{self.index.name}' on first use "
                               "(pseudo queries from its documents)", stacklevel=2)
                 axn = fit_axn(self.index, self.reranker)
-            if axn.meta["reranker"] != reranker_fingerprint(self.reranker):
+            if axn.meta["reranker"] != self.reranker.fingerprint:
                 raise ValueError(f"{axn.path}: its item vectors were fitted for another reranker; refit with "
                                  f"`rerank axn-index {self.index.name} --reranker MODEL_DIR`")
             self._axn = axn

@@ -2,7 +2,6 @@
 encoded alone up to layer m (stored at index time) and the query reads them in a few top layers."""
 from __future__ import annotations
 
-import hashlib
 import json
 import warnings
 from functools import cached_property
@@ -13,7 +12,7 @@ import numpy as np
 import torch
 from torch.nn.utils.rnn import pad_sequence
 
-from ..base import Reranker, budget_batches
+from ..base import Reranker, budget_batches, tensor_digest
 from .model import MiceNetwork
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[2] / "models" / "mice-minilm-l6"
@@ -130,12 +129,8 @@ class MICE(Reranker):
     @cached_property
     def states_fingerprint(self) -> str:
         """Identifies the document states this model computes: its bottom weights and the document layout."""
-        h = hashlib.sha256(json.dumps([self.config["max_item_tokens"], self.doc_position_offset,
-                                       self.tokenizer.sep_token_id]).encode())
-        for name, tensor in sorted(self.network.encoder.state_dict().items()):
-            h.update(name.encode())
-            h.update(tensor.detach().float().cpu().numpy().tobytes())
-        return h.hexdigest()[:16]
+        layout = json.dumps([self.config["max_item_tokens"], self.doc_position_offset, self.tokenizer.sep_token_id])
+        return tensor_digest(self.network.encoder.state_dict(), layout)
 
     def score_docs(self, query_texts: Sequence[str], docids: Sequence[Sequence[str]], docs) -> list[np.ndarray]:
         """With the index's stored states for this model, only the query side and the interaction layers run."""
