@@ -6,6 +6,7 @@ Weights load only from safetensors. A Hub id is fetched only when the user allow
 """
 from __future__ import annotations
 
+import copy
 import json
 import os
 from functools import cached_property
@@ -62,9 +63,10 @@ class HFCrossEncoder(PointwiseCrossEncoder):
         model = AutoModelForSequenceClassification.from_pretrained(str(path), use_safetensors=True)
         tokenizer = AutoTokenizer.from_pretrained(str(path))
         longest = min(getattr(model.config, "max_position_embeddings", 512), tokenizer.model_max_length, 512)
-        config = {**cls.defaults, "max_item_tokens": longest - cls.defaults["max_query_tokens"] - 4,
-                  "source": str(path)}
-        return cls(SequenceClassifier(model), tokenizer, config, device)
+        config = {**cls.defaults, "max_item_tokens": longest - cls.defaults["max_query_tokens"] - 4}
+        reranker = cls(SequenceClassifier(model), tokenizer, config, device)
+        reranker.source = str(path)
+        return reranker
 
     @cached_property
     def _pair_template(self) -> tuple[list[int], list[int], list[int], int]:
@@ -85,6 +87,6 @@ class HFCrossEncoder(PointwiseCrossEncoder):
 
     def save(self, path: str | Path, fp16: bool = False) -> None:
         """A plain Hugging Face directory again (safetensors), loadable here and by sentence-transformers."""
-        model = self.network.model.half() if fp16 else self.network.model
+        model = copy.deepcopy(self.network.model).half() if fp16 else self.network.model
         model.save_pretrained(path, safe_serialization=True)
         self.tokenizer.save_pretrained(path)
