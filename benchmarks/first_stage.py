@@ -6,14 +6,13 @@ the overhead of this library's BM25 stage over calling bm25s directly on the sam
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
 from rerank_pipeline import BM25, Dense, build_index
-from rerank_pipeline.demo import synthetic_titles
+from rerank_pipeline.demo import synthetic_titles, write_titles_corpus
 
 def timed(fn, repeats: int):
     times = []
@@ -34,10 +33,7 @@ def main() -> None:
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
-        corpus = Path(tmp) / "corpus.jsonl"
-        with open(corpus, "w") as f:
-            for i, t in enumerate(synthetic_titles(args.docs)):
-                f.write(json.dumps({"id": f"p{i}", "text": t}) + "\n")
+        corpus = write_titles_corpus(Path(tmp) / "corpus.jsonl", args.docs)
         queries = {str(i): " ".join(q.split()[:3]) for i, q in enumerate(synthetic_titles(args.queries, seed=1))}
 
         t = time.perf_counter()

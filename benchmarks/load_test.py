@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from rerank_pipeline.demo import demo_records, synthetic_titles, write_demo_corpus
+from rerank_pipeline.demo import demo_records, synthetic_titles, write_demo_corpus, write_titles_corpus
 from rerank_pipeline.index import Index, build_index
 
 
@@ -46,17 +46,12 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/load.md"))
     args = ap.parse_args()
     if args.titles:
-        import json
-
-        titles = synthetic_titles(args.titles)
         queries = [" ".join(t.split()[:3]) for t in synthetic_titles(200, seed=1)]
         root = Path("runs/load-index")
         try:
             Index.open(f"titles{args.titles}", root)
         except Exception:  # not built yet (or unreadable): build it once
-            corpus = root / f"titles{args.titles}.jsonl"
-            root.mkdir(parents=True, exist_ok=True)
-            corpus.write_text("".join(json.dumps({"id": f"p{i}", "text": t}) + "\n" for i, t in enumerate(titles)))
+            corpus = write_titles_corpus(root / f"titles{args.titles}.jsonl", args.titles)
             build_index(corpus, f"titles{args.titles}", root, show_progress=False)
         name, index_dir, what = f"titles{args.titles}", str(root), f"{args.titles:,} generated titles"
     else:

@@ -30,7 +30,7 @@ def storage(corpus: Path, name: str, mice: str, root: Path) -> dict:
 
 
 def main() -> None:
-    from rerank_pipeline.demo import synthetic_titles
+    from rerank_pipeline.demo import write_titles_corpus
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--mice", required=True)
@@ -59,10 +59,7 @@ def main() -> None:
         lines.append(f"| {row} | {first:.4f} | {teacher:.4f} | {mice:.4f} | {100 * kept[-1]:.1f}%"
                      f"{'' if kept[-1] >= 0.95 else ' (below 95%)'} | {'yes' if mice > first else 'no'} |")
     with tempfile.TemporaryDirectory() as tmp:
-        corpus = Path(tmp) / "titles.jsonl"
-        with open(corpus, "w") as f:
-            for i, t in enumerate(synthetic_titles(args.titles)):
-                f.write(json.dumps({"id": f"p{i}", "text": t}) + "\n")
+        corpus = write_titles_corpus(Path(tmp) / "titles.jsonl", args.titles)
         rows = [storage(Path(args.scifact), "scifact", args.mice, Path(tmp)),
                 storage(corpus, f"titles-{args.titles // 1000}k", args.mice, Path(tmp))]
     lines += ["", "## Storage (fp16 layer-m states, one per document word piece plus [SEP]; BM25-only index beside "

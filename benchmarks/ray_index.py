@@ -6,7 +6,6 @@ the two indexes agree (embeddings, search results) and records both wall times.
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -15,7 +14,7 @@ import numpy as np
 
 
 def main() -> None:
-    from rerank_pipeline.demo import synthetic_titles
+    from rerank_pipeline.demo import synthetic_titles, write_titles_corpus
     from rerank_pipeline.index import build_index
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -25,10 +24,7 @@ def main() -> None:
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
-        corpus = Path(tmp) / "titles.jsonl"
-        with open(corpus, "w") as f:
-            for i, t in enumerate(synthetic_titles(args.docs)):
-                f.write(json.dumps({"id": f"p{i}", "text": t}) + "\n")
+        corpus = write_titles_corpus(Path(tmp) / "titles.jsonl", args.docs)
         seconds, indexes = {}, {}
         for name, ray in (("single process", False), (f"Ray, {args.actors} local actors", "local")):
             t = time.perf_counter()

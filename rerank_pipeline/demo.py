@@ -83,3 +83,14 @@ def write_demo_corpus(path: str | Path) -> Path:
         for r in demo_records():
             f.write(json.dumps(r) + "\n")
     return path
+
+
+def write_titles_corpus(path: str | Path, n: int, seed: int = 0) -> Path:
+    """n synthetic titles as a jsonl corpus (ids p0, p1, ...): the benchmarks' generated corpus."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        for i, t in enumerate(synthetic_titles(n, seed)):
+            f.write(json.dumps({"id": f"p{i}", "text": t}) + "\n")
+    return path
+
