@@ -11,7 +11,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
-from .types import Hit, Run
+from .types import Run, split_by
 
 
 def map_with_actors(items: list[dict[str, Any]], actor: type, kwargs: dict[str, Any], address: str | None,
@@ -86,11 +86,10 @@ def rerank_run_file(run: Run, queries: dict[str, str], texts: Callable[[list[str
 
     def write(shard: int, scores: bytes) -> None:
         """The shard as a TREC run (trec_eval's tie order, written aside and renamed by `Run.write_trec`)."""
-        flat, start, rankings = np.frombuffer(scores, np.float64), 0, {}
-        for q in parts[shard]:
-            rankings[q] = [Hit(h.docid, float(v)) for h, v in zip(run[q], flat[start:start + len(run[q])])]
-            start += len(run[q])
-        Run(rankings).write_trec(shards_dir / f"{shard:05d}.trec", tag)
+        docids = [[h.docid for h in run[q]] for q in parts[shard]]
+        flat = np.frombuffer(scores, np.float64)
+        Run.from_scores(parts[shard], docids, split_by(flat, map(len, docids))).write_trec(
+            shards_dir / f"{shard:05d}.trec", tag)
 
     bar = tqdm(total=len(parts), initial=len(parts) - len(todo), desc="rerank shards", disable=not show_progress)
     if ray is False:

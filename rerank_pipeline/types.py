@@ -27,6 +27,15 @@ class Hit:
     score: float
 
 
+def split_by(flat: Sequence, sizes: Iterable[int]) -> list:
+    """Consecutive pieces of `flat` of the given sizes: per-query slices of a list made flat over all pairs."""
+    pieces, start = [], 0
+    for n in sizes:
+        pieces.append(flat[start:start + n])
+        start += n
+    return pieces
+
+
 def sort_hits(hits: Iterable[Hit]) -> list[Hit]:
     """Order hits as trec_eval does: score descending, then doc id descending."""
     return sorted(hits, key=lambda h: (h.score, h.docid), reverse=True)
@@ -85,6 +94,12 @@ class Run:
             }
             self._arrays = None
         return self._rankings
+
+    @classmethod
+    def from_scores(cls, qids: Sequence[str], docids: Sequence[Sequence[str]], scores: Sequence[Sequence[float]],
+                    docs: DocSource | None = None) -> "Run":
+        """Each query's doc ids with their scores, in any order (sorted here)."""
+        return cls({q: [Hit(d, float(s)) for d, s in zip(ds, sc)] for q, ds, sc in zip(qids, docids, scores)}, docs)
 
     @classmethod
     def from_dict(cls, scores: Mapping[str, Mapping[str, float]], docs: DocSource | None = None) -> "Run":

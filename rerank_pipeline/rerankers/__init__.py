@@ -31,4 +31,5 @@ def load_reranker(spec: dict[str, Any]) -> Reranker:
     return (RERANKERS[spec["type"]] if "type" in spec else Reranker).from_spec(spec)
 
 
-__all__ = ["Reranker", "CrossJEM", "PointwiseCrossEncoder", "MICE", "HFCrossEncoder", "RERANKERS", "load_reranker", "DEFAULT_MODEL_DIR"]
+__all__ = ["Reranker", "CrossJEM", "PointwiseCrossEncoder", "MICE", "HFCrossEncoder", "RERANKERS", "load_reranker",
+           "DEFAULT_MODEL_DIR"]

@@ -16,7 +16,7 @@ import torch
 
 from ..encoders import load_tokenizer, quiet_transformers, resolve_encoder, tokenize_ids, torch_device
 from ..pipeline import Stage
-from ..types import DocSource, Hit, Queries, QueryInput, Run, as_queries
+from ..types import DocSource, Queries, QueryInput, Run, as_queries, split_by
 
 CONFIG_FILE = "rerank_config.json"
 
@@ -137,7 +137,8 @@ class Reranker(Stage):
         """Identifies this model's weights (index parts fitted to its scores record it)."""
         return tensor_digest(self.network.state_dict(), self.kind)
 
-    def per_query(self, values: list[torch.Tensor], positions: list[torch.Tensor], sizes: Sequence[int]) -> list[torch.Tensor]:
+    def per_query(self, values: list[torch.Tensor], positions: list[torch.Tensor],
+                  sizes: Sequence[int]) -> list[torch.Tensor]:
         """Pair logits computed in batches (`values`, at flat pair `positions`) back in order, split per query."""
         if not values:
             return list(torch.zeros(sum(sizes), device=self.device).split(list(sizes)))
@@ -166,18 +167,13 @@ class Reranker(Stage):
         if missing:
             raise ValueError(f"{len(missing)} run query ids have no query text (first: {missing[0]!r})")
         docids = [[h.docid for h in run[q]] for q in qids]
-        scores = self.score_docs([queries[q] for q in qids], docids, run.docs)
-        rankings = {q: [Hit(d, float(s)) for d, s in zip(ds, sc)] for q, ds, sc in zip(qids, docids, scores)}
-        return Run(rankings, run.docs)
+        return Run.from_scores(qids, docids, self.score_docs([queries[q] for q in qids], docids, run.docs), run.docs)
 
-    def score_docs(self, query_texts: Sequence[str], docids: Sequence[Sequence[str]], docs: DocSource) -> list[np.ndarray]:
+    def score_docs(self, query_texts: Sequence[str], docids: Sequence[Sequence[str]],
+                   docs: DocSource) -> list[np.ndarray]:
         """Scores of each query's documents (ids in `docs`), reading stored token ids where the index has them."""
         tokens = docs.token_ids([d for ds in docids for d in ds], self.tokenizer)
-        candidates, start = [], 0
-        for ds in docids:
-            candidates.append(tokens[start:start + len(ds)])
-            start += len(ds)
-        return self.score_ids(self.tokenize_queries(query_texts), candidates)
+        return self.score_ids(self.tokenize_queries(query_texts), split_by(tokens, map(len, docids)))
 
     def rerank(self, queries: QueryInput, run: Run, docs: DocSource | dict[str, str] | None = None) -> Run:
         """Rescore a candidate run (e.g. read from a TREC file); `docs` maps doc ids to text if the run has none."""

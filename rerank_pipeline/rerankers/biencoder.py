@@ -9,7 +9,7 @@ import numpy as np
 
 from ..pipeline import Stage
 from ..retrievers.dense import encode
-from ..types import Hit, Queries, Run
+from ..types import Queries, Run, split_by
 
 
 class BiEncoderReranker(Stage):
@@ -34,8 +34,4 @@ class BiEncoderReranker(Stage):
             d_emb = encode(run.docs.texts(flat), self.encoder, self.batch_size)
         owner = np.repeat(np.arange(len(qids)), [len(ds) for ds in docids])
         scores = np.einsum("nd,nd->n", d_emb, q_emb[owner])
-        out, start = {}, 0
-        for q, ds in zip(qids, docids):
-            out[q] = [Hit(d, float(s)) for d, s in zip(ds, scores[start:start + len(ds)])]
-            start += len(ds)
-        return Run(out, run.docs)
+        return Run.from_scores(qids, docids, split_by(scores, map(len, docids)), run.docs)

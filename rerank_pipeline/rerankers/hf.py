@@ -58,7 +58,8 @@ class HFCrossEncoder(PointwiseCrossEncoder):
                                     "Hub, allow network access with HF_HUB_OFFLINE=0")
         if local and not (Path(path) / "model.safetensors").is_file():
             raise FileNotFoundError(f"{Path(path) / 'model.safetensors'} missing: cross-encoders load only from "
-                                    "safetensors (convert pickled weights with `save_pretrained(safe_serialization=True)`)")
+                                    "safetensors (convert pickled weights with "
+                                    "`save_pretrained(safe_serialization=True)`)")
         quiet_transformers()
         model = AutoModelForSequenceClassification.from_pretrained(str(path), use_safetensors=True)
         tokenizer = AutoTokenizer.from_pretrained(str(path))

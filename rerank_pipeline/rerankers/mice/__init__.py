@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch.nn.utils.rnn import pad_sequence
 
+from ...types import split_by
 from ..base import Reranker, budget_batches, tensor_digest
 from .model import MiceNetwork
 
@@ -119,11 +120,7 @@ class MICE(Reranker):
         """Both sides computed here (training, and reranking without stored states)."""
         q_states, q_mask = self.query_states(query_ids)
         flat = self.document_states([t for c in candidates for t in c], max_batch_tokens)
-        docs, start = [], 0
-        for c in candidates:
-            docs.append(flat[start:start + len(c)])
-            start += len(c)
-        return self.interact(q_states, q_mask, docs, max_batch_tokens)
+        return self.interact(q_states, q_mask, split_by(flat, map(len, candidates)), max_batch_tokens)
 
     # ---- stored document states --------------------------------------------------------------------------------
     @cached_property
@@ -144,11 +141,9 @@ class MICE(Reranker):
                               "`rerank index ... --mice MODEL_DIR`)", stacklevel=2)
                 self._warned = True
             return super().score_docs(query_texts, docids, docs)
-        flat = stored.states(docs.rows([d for ds in docids for d in ds]))
-        per_query, start = [], 0
-        for ds in docids:
-            per_query.append([torch.from_numpy(s).to(self.device) for s in flat[start:start + len(ds)]])
-            start += len(ds)
+        rows = docs.rows([d for ds in docids for d in ds])
+        flat = [torch.from_numpy(s).to(self.device) for s in stored.states(rows)]
+        per_query = split_by(flat, map(len, docids))
         with torch.inference_mode(), self.autocast():
             q_states, q_mask = self.query_states(self.tokenize_queries(query_texts))
             scores = self.interact(q_states, q_mask, per_query)

@@ -53,7 +53,8 @@ class Attention(nn.Module):
             out = self._absorbed(q, context, mask)
         else:
             split = lambda t: t.view(b, t.shape[1], self.heads, h // self.heads).transpose(1, 2)  # noqa: E731
-            out = F.scaled_dot_product_attention(q, split(self.key(context)), split(self.value(context)), attn_mask=mask)
+            out = F.scaled_dot_product_attention(q, split(self.key(context)), split(self.value(context)),
+                                                 attn_mask=mask)
         out = self.norm(x + self.dropout(self.dense(out.transpose(1, 2).reshape(b, lx, h))))
         return torch.where(reads[..., None], out, x)
 
