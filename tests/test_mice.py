@@ -151,16 +151,22 @@ def test_interrupted_state_build_resumes(mice_dir, tmp_path, monkeypatch):
     docs = [rng.integers(1000, 2000, size=rng.integers(2, 9)) for _ in range(10)]
     calls = []
 
-    def failing(a, b):
-        calls.append(a)
-        if a == 6:
-            raise KeyboardInterrupt
-        return docs[a:b]
+    class Store:  # a docstore's read side; fails at document 6 until told otherwise
+        docids = [str(i) for i in range(len(docs))]
+        fail_at = 6
 
+        def token_ids(self, ids, tokenizer):
+            calls.append(int(ids[0]))
+            if int(ids[0]) == self.fail_at:
+                raise KeyboardInterrupt
+            return [docs[int(d)] for d in ids]
+
+    store = Store()
     with pytest.raises(KeyboardInterrupt):
-        states.write_document_states(tmp_path / "s", failing, len(docs), model)
+        states.write_document_states(tmp_path / "s", store, model)
     calls.clear()
-    meta = states.write_document_states(tmp_path / "s", lambda a, b: calls.append(a) or docs[a:b], len(docs), model)
+    store.fail_at = None
+    meta = states.write_document_states(tmp_path / "s", store, model)
     assert calls == [6, 9]                                       # the two finished chunks were kept
     stored = states.DocumentStates(tmp_path / "s")
     assert meta["tokens"] == sum(len(d) + 1 for d in docs) and not (tmp_path / "s" / "chunks").exists()

@@ -4,5 +4,5 @@ from .docstore import DocStore, TextDocs
 from .store import DEFAULT_INDEX_DIR, Index, InvalidIndexError, list_indexes, open_index
 from .update import read_id_list, update_index
 
-__all__ = ["build_index", "rebuild_faiss", "DocStore", "TextDocs", "Index", "InvalidIndexError", "list_indexes", "open_index",
-           "DEFAULT_INDEX_DIR", "update_index", "read_id_list"]
+__all__ = ["build_index", "rebuild_faiss", "DocStore", "TextDocs", "Index", "InvalidIndexError", "list_indexes",
+           "open_index", "DEFAULT_INDEX_DIR", "update_index", "read_id_list"]

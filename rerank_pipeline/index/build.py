@@ -146,11 +146,8 @@ def build_index(
             from .docstore import DocStore
             from .states import STATES_DIR, write_document_states
 
-            store = DocStore(work / "docstore.sqlite")
-            task = progress.add_task("mice states", total=len(docids))
-            manifest_stages[STATES_DIR] = write_document_states(
-                work / STATES_DIR, lambda a, b: store.token_ids(docids[a:b], mice_model.tokenizer), len(docids),
-                mice_model, lambda n: progress.advance(task, n))
+            manifest_stages[STATES_DIR] = write_document_states(work / STATES_DIR, DocStore(work / "docstore.sqlite"),
+                                                                mice_model, progress)
 
     manifest = {
         "format_version": FORMAT_VERSION,

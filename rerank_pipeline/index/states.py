@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -41,19 +41,21 @@ class DocumentStates:
         return [np.array(self._states[self.offsets[r]:self.offsets[r + 1]]) for r in rows]
 
 
-def write_document_states(directory: Path, token_ids: Callable[[int, int], list[np.ndarray]], n_docs: int, model,
-                          progress: Callable[[int], None] | None = None) -> dict:
-    """Compute and store every document's states with MICE `model`; `token_ids(start, end)` gives documents
-    start..end-1. Finished chunks under `directory/chunks` are reused (resume); returns the meta written."""
+def write_document_states(directory: Path, store, model, progress=None) -> dict:
+    """Compute and store the states of every document of `store` (a docstore: `docids`, `token_ids`) with MICE
+    `model`, a bar on the rich `progress` if given. Finished chunks under `directory/chunks` are reused (resume);
+    returns the meta written."""
     import torch
 
     chunks = directory / "chunks"
     chunks.mkdir(parents=True, exist_ok=True)
+    n_docs = len(store.docids)
+    task = progress.add_task("mice states", total=n_docs) if progress is not None else None
     lengths: list[np.ndarray] = []
     for c, start in enumerate(range(0, n_docs, CHUNK_DOCS)):
         path = chunks / f"{c:05d}.npz"
         if not path.exists():
-            items = model.truncate_items(token_ids(start, min(start + CHUNK_DOCS, n_docs)))
+            items = model.truncate_items(store.token_ids(store.docids[start:start + CHUNK_DOCS], model.tokenizer))
             with torch.inference_mode(), model.autocast():
                 states = model.document_states(items)
             tmp = chunks / f"{c:05d}.tmp.npz"
@@ -62,8 +64,8 @@ def write_document_states(directory: Path, token_ids: Callable[[int, int], list[
             tmp.rename(path)
         with np.load(path) as part:
             lengths.append(part["lengths"])
-        if progress:
-            progress(len(lengths[-1]))
+        if task is not None:
+            progress.advance(task, len(lengths[-1]))
     offsets = np.concatenate([[0], np.cumsum(np.concatenate(lengths) if lengths else [])]).astype(np.int64)
     hidden = model.network.encoder.config.hidden_size
     out = np.lib.format.open_memmap(directory / "states.npy", mode="w+", dtype=np.float16,
@@ -75,8 +77,9 @@ def write_document_states(directory: Path, token_ids: Callable[[int, int], list[
     out.flush()
     del out
     np.save(directory / "offsets.npy", offsets)
-    meta = {"fingerprint": model.states_fingerprint, "model": model.source, "merge_layer": model.config["merge_layer"],
-            "max_item_tokens": model.config["max_item_tokens"], "tokens": int(offsets[-1]), "hidden": hidden, "dtype": "float16",
+    meta = {"fingerprint": model.states_fingerprint, "model": model.source,
+            "merge_layer": model.config["merge_layer"], "max_item_tokens": model.config["max_item_tokens"],
+            "tokens": int(offsets[-1]), "hidden": hidden, "dtype": "float16",
             "bytes": int((directory / "states.npy").stat().st_size)}
     (directory / "meta.json").write_text(json.dumps(meta, indent=2))
     shutil.rmtree(chunks)
@@ -89,16 +92,12 @@ def add_document_states(index, model, show_progress: bool = True):
     from .progress import progress_bars
     from .store import Index, swap_into_place, write_manifest
 
-    store = index.docstore
     work = index.path / f".{STATES_DIR}.build-{model.states_fingerprint}"
     for stale in index.path.glob(f".{STATES_DIR}.build-*"):
         if stale != work:
             shutil.rmtree(stale, ignore_errors=True)
     with progress_bars(show_progress) as progress:
-        task = progress.add_task("mice states", total=len(store))
-        meta = write_document_states(
-            work, lambda a, b: store.token_ids(store.docids[a:b], model.tokenizer), len(store), model,
-            lambda n: progress.advance(task, n))
+        meta = write_document_states(work, index.docstore, model, progress)
     swap_into_place(work, index.path / STATES_DIR)
     write_manifest(index.path, {**index.manifest, STATES_DIR: meta})
     return Index.open(index.path)

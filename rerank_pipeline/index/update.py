@@ -20,8 +20,8 @@ import numpy as np
 
 from ..encoders import load_tokenizer, resolve_encoder
 from ..io.records import read_records
-from .progress import progress_bars
 from .docstore import write_docstore
+from .progress import progress_bars
 from .store import MANIFEST, Index, swap_into_place
 
 
@@ -106,11 +106,8 @@ def update_index(index: Index, add: str | Path | None = None, delete: Sequence[s
             from .docstore import DocStore
             from .states import STATES_DIR, write_document_states
 
-            store = DocStore(work / "docstore.sqlite")
-            task = progress.add_task("mice states", total=len(docids))
-            manifest[STATES_DIR] = write_document_states(
-                work / STATES_DIR, lambda a, b: store.token_ids(docids[a:b], mice.tokenizer), len(docids), mice,
-                lambda n: progress.advance(task, n))
+            manifest[STATES_DIR] = write_document_states(work / STATES_DIR, DocStore(work / "docstore.sqlite"), mice,
+                                                         progress)
     manifest["corpus"] = {**manifest["corpus"], "documents": len(docids),
                           "updates": manifest["corpus"].get("updates", []) + [{
                               "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
