@@ -116,11 +116,13 @@ class EncodeActor:
     def __init__(self, encoder: str | None, batch_size: int):
         from .retrievers.dense import load_dual_encoder
 
-        self.model, self.batch_size = load_dual_encoder(encoder), batch_size
+        load_dual_encoder(encoder)  # once per actor, before the first item
+        self.encoder, self.batch_size = encoder, batch_size
 
     def __call__(self, item: dict[str, Any]) -> dict[str, Any]:
-        emb = self.model.encode(list(item["texts"]), batch_size=self.batch_size, normalize_embeddings=True,
-                                convert_to_numpy=True, show_progress_bar=False).astype(np.float32)
+        from .retrievers.dense import encode
+
+        emb = encode(list(item["texts"]), self.encoder, self.batch_size)
         return {"chunk": item["chunk"], "embeddings": emb.tobytes(), "dim": emb.shape[1]}
 
 

@@ -49,7 +49,7 @@ def build_index(
     `mice`: a MICE model directory whose document states are stored with the index (index/states.py).
     `ray`: encode on Ray actors (None or 'local': on this machine; else a cluster address); the same index results."""
     from ..retrievers.bm25 import bm25_backend as backend_class
-    from ..retrievers.dense import FAISS_KINDS, build_faiss, load_dual_encoder, write_faiss
+    from ..retrievers.dense import FAISS_KINDS, build_faiss, encode, load_dual_encoder, write_faiss
 
     if not (bm25 or dense):
         raise ValueError("nothing to build: both BM25 and dense are disabled")
@@ -126,9 +126,7 @@ def build_index(
             chunks = []
             for c, start in enumerate(starts):
                 if c in todo:
-                    save_chunk(c, model.encode(texts[start:start + ENCODE_CHUNK], batch_size=encode_batch_size,
-                                               normalize_embeddings=True, convert_to_numpy=True,
-                                               show_progress_bar=False))
+                    save_chunk(c, encode(texts[start:start + ENCODE_CHUNK], encoder, encode_batch_size))
                     progress.advance(task, min(ENCODE_CHUNK, len(texts) - start))
                 chunks.append(np.load(chunk_dir / f"{c:05d}.npy"))
             embeddings = np.ascontiguousarray(np.concatenate(chunks)) if chunks else np.zeros((0, 384), np.float32)

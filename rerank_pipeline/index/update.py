@@ -49,7 +49,7 @@ def update_index(index: Index, add: str | Path | None = None, delete: Sequence[s
     """Add the records of `add` (an id already present is replaced) and delete the ids in `delete`. Returns the
     updated index and a summary {added, replaced, deleted, documents}."""
     from ..retrievers.bm25 import bm25_backend
-    from ..retrievers.dense import build_faiss, load_dual_encoder, write_faiss
+    from ..retrievers.dense import build_faiss, encode, write_faiss
 
     if add is None and not delete:
         raise ValueError("nothing to update: give documents to add and/or ids to delete")
@@ -94,9 +94,8 @@ def update_index(index: Index, add: str | Path | None = None, delete: Sequence[s
         if "dense" in index.stages:
             task = progress.add_task("encoding", total=len(added))
             old = np.load(index.path / "dense" / "embeddings.npy", mmap_mode="r")
-            new = load_dual_encoder(manifest["dense"]["encoder"]).encode(
-                list(added.values()), normalize_embeddings=True, convert_to_numpy=True,
-                show_progress_bar=False).astype(np.float32) if added else np.zeros((0, old.shape[1]), np.float32)
+            new = encode(list(added.values()), manifest["dense"]["encoder"]) if added else \
+                np.zeros((0, old.shape[1]), np.float32)
             progress.advance(task, len(added))
             embeddings = np.ascontiguousarray(np.concatenate([old[keep], new]))
             (work / "dense").mkdir()
@@ -112,8 +111,11 @@ def update_index(index: Index, add: str | Path | None = None, delete: Sequence[s
                           "updates": manifest["corpus"].get("updates", []) + [{
                               "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                               "source": str(Path(add).resolve()) if add else None, **summary}]}
-    dropped = [what for what, gone in (("MICE states (their model directory is gone)", "mice" in index.manifest
-                                        and mice is None), ("AXN item vectors", (index.path / "axn").exists())) if gone]
+    dropped = []
+    if "mice" in index.manifest and mice is None:
+        dropped.append("MICE states (their model directory is gone)")
+    if (index.path / "axn").exists():
+        dropped.append("AXN item vectors")
     if dropped:
         manifest["dropped"] = f"not carried over by the update: {', '.join(dropped)}; rebuild them"
     (work / MANIFEST).write_text(json.dumps(manifest, indent=2))
