@@ -114,7 +114,8 @@ def _rows_jsonl(path: Path, problems: list[Problem]) -> Iterator[tuple[int, dict
             yield lineno, obj
 
 
-def _rows_delimited(path: Path, problems: list[Problem], named: tuple[str | None, ...] = ()) -> Iterator[tuple[int, dict]]:
+def _rows_delimited(path: Path, problems: list[Problem],
+                    named: tuple[str | None, ...] = ()) -> Iterator[tuple[int, dict]]:
     """Rows of a tsv/csv with a header; a two-column file whose first line names no known field (and none the
     caller asked for) is MS MARCO style, headerless `id<TAB>text`."""
     with _open_bytes(path) as f:
@@ -181,7 +182,8 @@ def read_records(
     elif suffix == ".parquet":
         rows = _rows_parquet(path, problems)
     else:
-        raise InvalidInputError([Problem(str(path), 0, "", f"unknown format '{suffix}' (use jsonl, tsv, csv, parquet; .gz or .zst compressed)")], what)
+        raise InvalidInputError([Problem(str(path), 0, "", f"unknown format '{suffix}' (use jsonl, tsv, csv, "
+                                                           "parquet; .gz or .zst compressed)")], what)
 
     records: list[Record] = []
     first_line: dict[str, int] = {}

@@ -79,8 +79,7 @@ def margin_mse_loss(f: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> tor
     """MarginMSE (Hofstaetter et al. 2020) over every ordered pair of a list: mean ((f_i - f_j) - (t_i - t_j))^2 with
     t the teacher's logits, recovered from the probabilities the loop stores as targets. With e = f - t the pair sum
     is 2 n sum(e^2) - 2 (sum e)^2, so no [N, N] tensor is built."""
-    p = y.to(torch.float32).clamp(1e-6, 1 - 1e-6)
-    e = ((f.float() - torch.log(p / (1 - p))) * mask).masked_fill(~mask, 0.0)
+    e = (f.float() - torch.logit(y.float(), eps=1e-6)).masked_fill(~mask, 0.0)
     n = mask.sum(-1).float()
     pair_sum = 2 * n * (e ** 2).sum(-1) - 2 * e.sum(-1) ** 2
     per_list = pair_sum / (n * (n - 1)).clamp(min=1)
