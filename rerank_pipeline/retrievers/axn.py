@@ -43,6 +43,11 @@ def solve_query(items: np.ndarray, scores: np.ndarray, ridge: float = 0.0) -> np
     return np.linalg.lstsq(items.T @ items + ridge * np.eye(dim), items.T @ scores, rcond=None)[0]
 
 
+def check_budget(budget: int, rounds: int) -> None:
+    if rounds < 1 or budget < rounds:
+        raise ValueError(f"AXN needs 1 <= rounds <= budget (got budget {budget}, rounds {rounds})")
+
+
 def adaptive_search(first: Sequence[np.ndarray], score: ScoreFn, item_vectors: np.ndarray, item_search,
                     budget: int, rounds: int, query_vectors: np.ndarray | None = None, blend: float = 0.0,
                     ridge: float = 1e-3, scale: float = 1.0, shift: float = 0.0) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -52,8 +57,7 @@ def adaptive_search(first: Sequence[np.ndarray], score: ScoreFn, item_vectors: n
     first: per query, first-stage rows in rank order (round 1 takes the first budget // rounds unseen ones);
     item_search(U, k) -> rows [Q, k]: nearest items to each row of U by inner product with `item_vectors`;
     query_vectors, blend: u <- blend * q_dual + (1 - blend) * u (the paper: 0.8 for k = 1, 0 for k = 100)."""
-    if rounds < 1 or budget < rounds:
-        raise ValueError(f"AXN needs 1 <= rounds <= budget (got budget {budget}, rounds {rounds})")
+    check_budget(budget, rounds)
     per_round = budget // rounds
     n_items = len(item_vectors)
     scored = [np.asarray(f[:per_round], np.int64) for f in first]
@@ -210,8 +214,7 @@ class AXN(Retriever):
 
     def __init__(self, index, reranker, budget: int = 100, rounds: int = 5, k: int = 100, blend: float = 0.0,
                  first: str = "dense", ridge: float = 1e-3, fit_if_missing: bool = True):
-        if rounds < 1 or budget < rounds:
-            raise ValueError(f"AXN needs 1 <= rounds <= budget (got budget {budget}, rounds {rounds})")
+        check_budget(budget, rounds)  # at construction, so a bad config fails before any search
         if first not in ("dense", "bm25"):
             raise ValueError(f"AXN first round comes from 'dense' or 'bm25', not {first!r}")
         self.index, self.reranker, self.budget, self.rounds = index, reranker, budget, rounds
@@ -245,13 +248,19 @@ class AXN(Retriever):
         qids = list(queries)
         texts = [queries[q] for q in qids]
         per_round = self.budget // self.rounds
-        starter = (self.index.dense if self.first == "dense" else self.index.bm25)(per_round).transform(queries)
-        first = [store.rows([h.docid for h in starter[q]]) if q in starter else np.zeros(0, np.int64) for q in qids]
+        # Dual-encoder query vectors, encoded once: the first round's search and the blend both use them.
+        q_dense = encode(texts, self.index.manifest["dense"]["encoder"]) if self.first == "dense" or self.blend else None
+        if self.first == "dense":
+            dense = self.index.faiss_index()
+            first = [r[r >= 0] for r in dense.search(q_dense, min(per_round, dense.ntotal))[1]]
+        else:
+            starter = self.index.bm25(per_round).transform(queries)
+            first = [store.rows([h.docid for h in starter[q]]) if q in starter else np.zeros(0, np.int64) for q in qids]
         faiss_index = axn.faiss_index()
         found = adaptive_search(
             first, reranker_scorer(self.reranker, texts, store), axn.vectors, lambda u, k: faiss_index.search(u, k)[1],
-            self.budget, self.rounds, encode(texts, self.index.manifest["dense"]["encoder"]) if self.blend else None,
-            self.blend, self.ridge, axn.meta["scale"], axn.meta["shift"])
+            self.budget, self.rounds, q_dense if self.blend else None, self.blend, self.ridge, axn.meta["scale"],
+            axn.meta["shift"])
         out = {}
         for q, (rows, values) in zip(qids, found):
             top = np.argsort(-values, kind="stable")[: self.k]
