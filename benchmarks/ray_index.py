@@ -26,7 +26,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         corpus = write_titles_corpus(Path(tmp) / "titles.jsonl", args.docs)
         seconds, indexes = {}, {}
-        for name, ray in (("single process", False), (f"Ray, {args.actors} local actors", "local")):
+        for name, ray in (("single process", None), (f"Ray, {args.actors} local actors", "local")):
             t = time.perf_counter()
             indexes[name], _ = build_index(corpus, f"i{len(indexes)}", tmp, ray=ray, ray_actors=args.actors,
                                            show_progress=False)

@@ -34,7 +34,7 @@ def rerank_batch(
         docs = (Index.open(index_name, index_dir).docstore if index_name else
                 TextDocs.from_corpus(corpus, {h.docid for q in candidates for h in candidates[q]}))
         path = rerank_run_file(candidates, read_queries(queries), docs.texts, str(model), output, shard_queries,
-                               False if ray is None else ray, ray_actors, tag=model.name)
+                               ray, ray_actors, tag=model.name)
     except known_errors() as e:
         fail(str(e))
     console.print(f"Wrote {path}")

@@ -68,7 +68,7 @@ def index(
         idx, skipped = build_index(corpus, name, index_dir, bm25=not no_bm25, dense=not no_dense, bm25_backend=bm25.value,
                                    faiss_kind=faiss.value, encoder=encoder, id_field=id_field, text_field=text_field,
                                    skip_invalid=skip_invalid, show_progress=True, mice=mice,
-                                   ray=False if ray is None else ray, ray_actors=ray_actors)
+                                   ray=ray, ray_actors=ray_actors)
     except known_errors() as e:
         fail(str(e))
     for p in skipped[:20]:

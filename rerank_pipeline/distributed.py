@@ -1,6 +1,6 @@
 """Work beyond one process with Ray Data: items go to a pool of actors that each load a model once; results come
 back to the driver, which writes them (atomically, so an interrupted job resumes from what it wrote). Nothing here
-schedules work itself: Ray does. Local runs (`address=None`) start Ray on this machine; `address` joins a cluster
+schedules work itself: Ray does. `ray="local"` starts Ray on this machine; an address joins a cluster
 (`ray start --head` there, then `--ray ray://HOST:10001` or `--ray auto` here).
 """
 from __future__ import annotations
@@ -14,14 +14,14 @@ import numpy as np
 from .types import Run, split_by
 
 
-def map_with_actors(items: list[dict[str, Any]], actor: type, kwargs: dict[str, Any], address: str | None,
+def map_with_actors(items: list[dict[str, Any]], actor: type, kwargs: dict[str, Any], address: str,
                     actors: int = 2) -> Iterator[dict[str, Any]]:
     """Each item through `actor(**kwargs)(item) -> dict` on a pool of `actors` Ray actors; results as they finish."""
     import ray
 
     if not ray.is_initialized():
-        ray.init(address=None if address in (None, "local") else address, num_cpus=None if address else actors,
-                 include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+        ray.init(address=None if address == "local" else address, include_dashboard=False, log_to_driver=False,
+                 ignore_reinit_error=True)
     ds = ray.data.from_items(items, override_num_blocks=max(1, len(items)))
     out = ds.map_batches(_BatchAdapter, fn_constructor_kwargs={"actor": actor, "kwargs": kwargs}, batch_size=1,
                          batch_format="pandas", compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=1)
@@ -57,11 +57,11 @@ class RerankActor:
 
 
 def rerank_run_file(run: Run, queries: dict[str, str], texts: Callable[[list[str]], list[str]], model: str,
-                    output: str | Path, shard_queries: int = 64, ray: str | None | bool = False, actors: int = 2,
+                    output: str | Path, shard_queries: int = 64, ray: str | None = None, actors: int = 2,
                     tag: str = "rerank", show_progress: bool = True) -> Path:
     """Rerank every query of `run` with the model directory `model` and write a TREC run to `output`. Work is cut
     into shards of `shard_queries` queries written to `output.shards/` as they finish; re-running the same command
-    skips finished shards. `ray`: False runs here; None/'local' or an address runs on Ray actors."""
+    skips finished shards. `ray`: None runs here; 'local' or a cluster address runs on Ray actors."""
     from tqdm.auto import tqdm
 
     output = Path(output)
@@ -92,7 +92,7 @@ def rerank_run_file(run: Run, queries: dict[str, str], texts: Callable[[list[str
             shards_dir / f"{shard:05d}.trec", tag)
 
     bar = tqdm(total=len(parts), initial=len(parts) - len(todo), desc="rerank shards", disable=not show_progress)
-    if ray is False:
+    if ray is None:
         local = RerankActor(model)
         for i in todo:
             write(i, local(item(i))["scores"])
@@ -127,7 +127,7 @@ class EncodeActor:
 
 
 def encode_chunks_with_ray(chunks: Iterable[tuple[int, list[str]]], encoder: str | None, batch_size: int,
-                           address: str | None, actors: int = 2) -> Iterator[tuple[int, np.ndarray]]:
+                           address: str, actors: int = 2) -> Iterator[tuple[int, np.ndarray]]:
     """(chunk number, embeddings) for each (chunk number, texts), encoded by Ray actors holding the dual encoder."""
     items = [{"chunk": c, "texts": t} for c, t in chunks]
     for r in map_with_actors(items, EncodeActor, {"encoder": encoder, "batch_size": batch_size}, address, actors):

@@ -42,12 +42,12 @@ def build_index(
     show_progress: bool = True,
     encode_batch_size: int = 128,
     mice: str | Path | None = None,
-    ray: str | None | bool = False,
+    ray: str | None = None,
     ray_actors: int = 2,
 ) -> tuple[Index, list]:
     """Build (or rebuild) index `name`. Returns the opened index and the problems skipped (with skip_invalid).
     `mice`: a MICE model directory whose document states are stored with the index (index/states.py).
-    `ray`: encode on Ray actors (None or 'local': on this machine; else a cluster address); the same index results."""
+    `ray`: encode on Ray actors ('local': on this machine, or a cluster address); the same index results."""
     from ..retrievers.bm25 import bm25_backend as backend_class
     from ..retrievers.dense import FAISS_KINDS, build_faiss, encode, load_dual_encoder, write_faiss
 
@@ -114,7 +114,7 @@ def build_index(
                 np.save(chunk_dir / f"{c:05d}.tmp.npy", emb.astype(np.float32))
                 (chunk_dir / f"{c:05d}.tmp.npy").rename(chunk_dir / f"{c:05d}.npy")
 
-            if ray is not False and todo:
+            if ray is not None and todo:
                 from ..distributed import encode_chunks_with_ray
 
                 for c, emb in encode_chunks_with_ray(((c, texts[starts[c]:starts[c] + ENCODE_CHUNK]) for c in todo),
