@@ -65,12 +65,16 @@ def index(
             idx = swap_faiss(Index.open(name, index_dir), faiss.value)
             console.print(f"Rebuilt FAISS ({faiss.value}) of [bold]{idx.name}[/] from stored embeddings.")
             return
-        idx, skipped = build_index(corpus, name, index_dir, bm25=not no_bm25, dense=not no_dense, bm25_backend=bm25.value,
-                                   faiss_kind=faiss.value, encoder=encoder, id_field=id_field, text_field=text_field,
-                                   skip_invalid=skip_invalid, show_progress=True, mice=mice,
-                                   ray=ray, ray_actors=ray_actors)
+        idx, skipped = build_index(corpus, name, index_dir, bm25=not no_bm25, dense=not no_dense,
+                                   bm25_backend=bm25.value, faiss_kind=faiss.value, encoder=encoder,
+                                   id_field=id_field, text_field=text_field, skip_invalid=skip_invalid,
+                                   show_progress=True, mice=mice, ray=ray, ray_actors=ray_actors)
     except known_errors() as e:
         fail(str(e))
+    _report_build(idx, skipped)
+
+
+def _report_build(idx, skipped) -> None:
     for p in skipped[:20]:
         err.print(f"skipped {p}", highlight=False, markup=False, soft_wrap=True)
     if skipped:
@@ -166,11 +170,9 @@ def demo(
     """Write the built-in demo corpus, index it as 'demo', and search it."""
     from rerank_pipeline.demo import write_demo_corpus
 
-    corpus = write_demo_corpus(index_dir / "demo-corpus.jsonl")
-    index(corpus=corpus, name="demo", index_dir=index_dir, no_bm25=False, no_dense=False, bm25=Bm25Backend.bm25s,
-          faiss=FaissKind.flat,
-          encoder=None, id_field=None, text_field=None, skip_invalid=False, rebuild_faiss=False, add=False,
-          delete=None, mice=None, ray=None, ray_actors=2)
+    from rerank_pipeline.index import build_index
+
+    _report_build(*build_index(write_demo_corpus(index_dir / "demo-corpus.jsonl"), "demo", index_dir))
     search(query=query, index_name="demo", index_dir=index_dir, config=None, k=10, as_json=False, queries=None,
            output=None, no_rerank=False, interpolate=None)
 
