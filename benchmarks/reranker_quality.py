@@ -1,15 +1,19 @@
-"""Reranker quality on the sets the shipped models train on, plus SciFact test and TREC DL19: the first stage, then
-zero-shot MiniLM (cosine), and each trained model reranking *the same candidates*, alone and interpolated with the
-first-stage score (alpha fitted on the dev sets, never on a test split).
+"""Reranker quality on the dev sets the shipped models train on, plus SciFact test and TREC DL19: the first stage,
+zero-shot MiniLM cosine, the free baseline (the first stage's features combined, no model), and each model alone
+and as the residual on top of those features (the Combine stage), all on *the same candidates*.
 
-    python benchmarks/reranker_quality.py --model pointwise=runs/teacher --model crossjem=runs/crossjem \
-        [--max-queries 100] [--out benchmarks/results/reranker_quality.md]
+    python benchmarks/reranker_quality.py --model crossjem=runs/crossjem [--max-queries 100]
 
-Candidates per set (the pipeline each set is used with):
-  * sets with a candidate run (answer selection, products, titles): that run, judged-only protocol;
+Weights are fitted the way an unseen corpus sees them: leave one dataset out. Each dev set's figure comes from the
+feature weights (and gate) that maximise mean nDCG@10 over the *other* dev sets; test rows use the weights fitted on
+all dev sets, which is also what ships. Candidates per set:
+  * sets with a candidate run (answer selection, products, titles): that run, judged-only protocol; its scores are
+    a feature only where the run is a real retrieval (RUN_IS_RETRIEVAL: the others are arbitrary orders, e.g.
+    dbpedia-titles' is alphabetical, and trecqa's is sorted by the labels);
   * scifact, nfcorpus: the default first stage, BM25 | dense (RRF) top 100 over the set's corpus, all queries;
   * trec-dl19: the shared BM25 run, top 100, all queries (43 judged queries).
-Reranked runs are cached under runs/quality-cache/ keyed by model directory and set, so adding a model is cheap.
+BM25 and dense features come from each set's index (indexes/train/SET, built once with a dense stage). Features and
+model logits are cached under runs/quality-cache/, keyed by set, candidates and model weights.
 """
 from __future__ import annotations
 
@@ -29,8 +33,9 @@ from rerank_pipeline.evaluation import compare  # noqa: E402
 from rerank_pipeline.io import read_run  # noqa: E402
 from rerank_pipeline.io.beir import BeirDataset  # noqa: E402
 from rerank_pipeline.rerankers import Reranker  # noqa: E402
-from rerank_pipeline.rerankers.biencoder import BiEncoderReranker  # noqa: E402
-from rerank_pipeline.rerankers.interpolate import Interpolate, fit_alpha  # noqa: E402
+from rerank_pipeline.rerankers.combine import (FEATURES, FeatureExtractor, combine_scores,  # noqa: E402
+                                               fit_leave_one_out, simplex_grid)
+from rerank_pipeline.retrievers.dense import encode  # noqa: E402
 from rerank_pipeline.training.data import dataset_index  # noqa: E402
 from rerank_pipeline.types import Run  # noqa: E402
 
@@ -38,7 +43,11 @@ DEV_SETS = ["wikiqa", "selqa", "trecqa", "twitter-url", "semeval-cqa-qa", "semev
             "amazon-google", "dbpedia-titles", "msmarco-dev-sample", "scifact", "nfcorpus"]
 TEST_SETS = [("scifact", "test"), ("trec-dl19", "test")]
 RETRIEVAL_SETS = {"scifact", "nfcorpus"}
+RUN_IS_RETRIEVAL = {"scifact", "nfcorpus", "trec-dl19", "msmarco-dev-sample"}
+FIT_EXCLUDE = {"trecqa"}  # its given run is sorted by the labels: no weight fitted on it says anything
 METRICS = ["nDCG@10", "AP", "RR"]
+GATE_STEPS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)  # multiples of the model's trained gate
+COSINE, FREE = "MiniLM cosine (zero-shot)", "free baseline (features, LODO)"
 
 
 def subsample(qids: list[str], n: int | None) -> list[str]:
@@ -49,12 +58,13 @@ def subsample(qids: list[str], n: int | None) -> list[str]:
 
 
 def candidates(root: Path, name: str, split: str, index_dir: Path, max_queries: int | None):
-    """(queries, qrels, candidate run with texts, protocol) for one set and split."""
+    """(queries, qrels, candidate run with texts, protocol, first-stage name, the set's index)."""
     ds = BeirDataset(root / name)
     qrels = ds.qrels(split)
+    idx = dataset_index(ds, index_dir, dense=True, show_progress=True)
     if name == "trec-dl19":
-        run = read_run(root / name / "runs" / "bm25.test.trec").cut(100)
-        judged_only, first = False, "BM25 run (Anserini) top 100"
+        run, judged_only, first = read_run(root / name / "runs" / "bm25.test.trec").cut(100), False, \
+            "BM25 run (Anserini) top 100"
     elif name in RETRIEVAL_SETS:
         run, judged_only, first = None, False, "BM25 + dense, RRF, top 100"
     else:
@@ -63,26 +73,93 @@ def candidates(root: Path, name: str, split: str, index_dir: Path, max_queries: 
     keep = subsample(keep, max_queries)
     qrels = {q: qrels[q] for q in keep}
     topics = {q: ds.queries[q] for q in keep}
-    idx = None
     if run is None:
-        idx = dataset_index(ds, index_dir, dense=True, show_progress=True)
         run = open_pipeline(idx, None, rerank=False).search(topics)
     else:
-        run = Run.from_sorted({q: run[q] for q in keep if q in run})
-        run = Run.from_sorted(run.rankings, ds.docs({h.docid for _, hits in run.items() for h in hits}))
+        run = Run.from_sorted({q: run[q] for q in keep if q in run}, idx.docstore)
     return topics, qrels, run, ("judged-only" if judged_only else "all queries"), first, idx
 
 
-def cached_rerank(model_key: str, model, topics, run: Run, cache: Path) -> Run:
-    digest = hashlib.sha256(json.dumps(sorted((q, [h.docid for h in run[q]]) for q in run)).encode()).hexdigest()[:12]
-    path = cache / f"{model_key}.{digest}.trec"
+def cached(path: Path, compute):
+    """Per-query float arrays (and a timing) kept in one .npz."""
     if path.is_file():
-        return Run.from_sorted(read_run(path).rankings, run.docs)
-    start = time.time()
-    out = model.transform(topics, run)
-    out.write_trec(path)
-    print(f"  {model_key}: {len(run)} queries in {time.time() - start:.0f} s", flush=True)
-    return out
+        data = np.load(path)
+        return np.split(data["flat"], data["cuts"]), float(data["seconds"])
+    start = time.perf_counter()
+    arrays = compute()
+    seconds = time.perf_counter() - start
+    cuts = np.cumsum([len(a) for a in arrays])[:-1]
+    np.savez(path, flat=np.concatenate(arrays), cuts=cuts, seconds=seconds)
+    return arrays, seconds
+
+
+class SetData:
+    """One set's candidates, features, model logits and the scorer used to fit weights (pytrec_eval)."""
+
+    def __init__(self, name, split, topics, qrels, run, protocol, first, idx, cache: Path):
+        import pytrec_eval
+
+        self.name, self.split, self.protocol, self.first_name = name, split, protocol, first
+        self.key = f"{name}/{split}"
+        self.qrels, self.first = qrels, run
+        self.qids = [q for q in run if run[q]]
+        self.docids = [[h.docid for h in run[q]] for q in self.qids]
+        self.texts = [topics[q] for q in self.qids]
+        self.docs = run.docs
+        self.digest = hashlib.sha256(json.dumps([self.qids, self.docids]).encode()).hexdigest()[:12]
+        self.cache = cache
+        self.timings: dict[str, float] = {}  # ms per query
+        run_scores = [[h.score for h in run[q]] for q in self.qids]
+        for feature in FEATURES:
+            use_run = feature != "run" or name in RUN_IS_RETRIEVAL
+            extractor = FeatureExtractor(idx, use=(feature,) if use_run else ())
+            column, seconds = cached(cache / f"{name}.{split}.{feature}.{self.digest}.npz", lambda: [
+                f[:, FEATURES.index(feature)] for f in extractor.extract(self.texts, self.docids, idx.docstore,
+                                                                         run_scores)])
+            self.timings[f"{feature} (index)"] = 1000 * seconds / len(self.qids)
+            setattr(self, f"_{feature}", column)
+        self.features = [np.stack([self._run[i], self._bm25[i], self._dense[i]], axis=1) for i in range(len(self.qids))]
+        sample = slice(0, min(20, len(self.qids)))  # what the dense feature costs without stored embeddings
+        _, seconds = cached(cache / f"{name}.{split}.onthefly.{self.digest}.npz", lambda: [encode(
+            self.texts[sample] + [t for ds in self.docids[sample] for t in self.docs.texts(ds)])[:, 0]])
+        self.timings["dense (encoded on the fly)"] = 1000 * seconds / len(self.qids[sample])
+        self.logits: dict[str, list[np.ndarray]] = {}
+        self.judged = {q: r for q, r in qrels.items() if any(v > 0 for v in r.values())}
+        self.evaluator = pytrec_eval.RelevanceEvaluator(self.judged, {"ndcg_cut.10"})
+
+    def add_model(self, label: str, key: str, model) -> None:
+        self.logits[label], seconds = cached(self.cache / f"{self.name}.{self.split}.{key}.{self.digest}.npz",
+                                             lambda: model.score_docs(self.texts, self.docids, self.docs))
+        self.timings[label] = 1000 * seconds / len(self.qids)
+
+    def scores(self, weights, model: str | None = None, gate: float = 0.0) -> list[np.ndarray]:
+        logits = self.logits[model] if model else [None] * len(self.qids)
+        return [combine_scores(f, weights, m, gate) for f, m in zip(self.features, logits)]
+
+    def run(self, scores: list[np.ndarray]) -> Run:
+        return Run.from_scores(self.qids, self.docids, scores, self.docs)
+
+    def ndcg(self, scores: list[np.ndarray]) -> float:
+        """Mean nDCG@10 over the judged queries (every other query scores 0 whatever the order)."""
+        run = {q: {d: float(s) for d, s in zip(ds, sc)} for q, ds, sc in zip(self.qids, self.docids, scores)
+               if q in self.judged}
+        values = self.evaluator.evaluate(run)
+        return sum(v["ndcg_cut_10"] for v in values.values()) / max(len(self.judged), 1)
+
+
+def fit(dev: list[SetData], settings: list[tuple], model: str | None):
+    """Leave-one-dataset-out choice among `settings` [(weights, gate)]: {set key: setting, '*': all sets}."""
+    table = {s.key: {i: s.ndcg(s.scores(w, model, g)) for i, (w, g) in enumerate(settings)} for s in dev
+             if s.name not in FIT_EXCLUDE}
+    chosen = fit_leave_one_out(table)
+    for s in dev:  # a set left out of fitting gets the all-sets weights
+        chosen.setdefault(s.key, chosen["*"])
+    means = {i: float(np.mean([table[k][i] for k in table])) for i in range(len(settings))}
+    return {k: settings[i] for k, i in chosen.items()}, table, means
+
+
+def lodo_mean(table: dict, chosen_index: dict) -> float:
+    return float(np.mean([table[k][chosen_index[k]] for k in table]))
 
 
 def main() -> None:
@@ -90,74 +167,108 @@ def main() -> None:
     ap.add_argument("--root", type=Path, default=Path("../shared/datasets"))
     ap.add_argument("--model", action="append", default=[], help="name=model_dir (repeatable)")
     ap.add_argument("--datasets", nargs="+", default=DEV_SETS)
+    ap.add_argument("--tests", nargs="*", default=[f"{n}/{s}" for n, s in TEST_SETS])
     ap.add_argument("--max-queries", type=int, default=100, help="fixed random subset per set (seed 0); 0 = all")
     ap.add_argument("--max-long-queries", type=int, default=50,
                     help="the same for the long-document sets (scifact, nfcorpus: 100 abstracts per query)")
+    ap.add_argument("--weight-step", type=float, default=0.1, help="grid step of the feature weights (simplex)")
     ap.add_argument("--index-dir", type=Path, default=Path("indexes/train"))
     ap.add_argument("--cache", type=Path, default=Path("runs/quality-cache"))
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/reranker_quality.md"))
     args = ap.parse_args()
     args.cache.mkdir(parents=True, exist_ok=True)
-    max_q = args.max_queries or None
-    models = {"MiniLM cosine (zero-shot)": ("cosine", BiEncoderReranker())}
+    models = {}
     for spec in args.model:
         name, path = spec.split("=", 1)
         key = name + "-" + hashlib.sha256((Path(path) / "model.safetensors").read_bytes()).hexdigest()[:8]
         models[name] = (key, Reranker.load(path))
 
-    evaluated = {}  # (set, split) -> (protocol, first-stage name, qrels, {system: run})
-    splits = [(d, "dev") for d in args.datasets] + [t for t in TEST_SETS]
-    for name, split in splits:
+    data: dict[str, SetData] = {}
+    for name, split in [(d, "dev") for d in args.datasets] + [tuple(t.split("/")) for t in args.tests]:
         print(f"{name} ({split})", flush=True)
-        limit = (args.max_long_queries or None) if name in RETRIEVAL_SETS else max_q
-        topics, qrels, run, protocol, first, idx = candidates(args.root, name, split, args.index_dir, limit)
-        runs = {"first stage": run}
+        limit = (args.max_long_queries or None) if name in RETRIEVAL_SETS else (args.max_queries or None)
+        s = SetData(name, split, *candidates(args.root, name, split, args.index_dir, limit), cache=args.cache)
         for label, (key, model) in models.items():
-            if key == "cosine":  # the stored embeddings of the index the candidates came from, where there is one
-                model = BiEncoderReranker(index=idx)
-            runs[label] = cached_rerank(f"{name}.{split}.{key}", model, topics, run, args.cache)
-        evaluated[(name, split)] = (protocol, first, qrels, runs)
+            s.add_model(label, key, model)
+        data[s.key] = s
+    dev = [s for s in data.values() if s.split == "dev"]
 
-    # alpha per model: the best mean nDCG@10 over the dev sets (each set counts once), then frozen for test.
-    alphas, curves = {}, {}
-    for label in models:
-        per_set = [fit_alpha(runs["first stage"], runs[label], qrels)[1]
-                   for (name, split), (_, _, qrels, runs) in evaluated.items() if split == "dev"]
-        curves[label] = {a: float(np.mean([c[a] for c in per_set])) for a in per_set[0]}
-        alphas[label] = max(curves[label], key=lambda a: (curves[label][a], a))
+    # Settings: feature weights on a simplex grid; with a model, its gate in multiples of the trained one (or of
+    # 1 / the spread of its logits when it was not trained as a residual).
+    grid = simplex_grid(len(FEATURES), args.weight_step)
+    free_settings = [(w, 0.0) for w in grid]
+    fits = {FREE: fit(dev, free_settings, None)}
+    for label, (_, model) in models.items():
+        unit = (model.config.get("combine") or {}).get("gate") or 1.0 / float(np.std(np.concatenate(
+            [np.concatenate(s.logits[label]) for s in dev])))
+        fits[f"{label} + features (LODO)"] = fit(dev, [(w, g * unit) for w in grid for g in GATE_STEPS], label)
+
+    # Feature ablation: LODO mean dev nDCG@10 when the fit may not use a feature.
+    ablation = {}
+    for system, (_, table, _) in fits.items():
+        settings = free_settings if system == FREE else [(w, g) for w in grid for g in GATE_STEPS]
+        for dropped in (None,) + FEATURES:
+            allowed = [i for i, (w, _) in enumerate(settings) if dropped is None or w[FEATURES.index(dropped)] == 0]
+            sub = {k: {i: v[i] for i in allowed} for k, v in table.items()}
+            chosen = fit_leave_one_out(sub)
+            ablation.setdefault(system, {})["all features" if dropped is None else f"without {dropped}"] = \
+                lodo_mean(sub, chosen)
 
     lines = [f"Command: `python benchmarks/reranker_quality.py {' '.join(sys.argv[1:])}`", "",
-             f"At most {max_q or 'all'} queries per set, {args.max_long_queries or 'all'} for scifact and nfcorpus "
-             "(fixed random subsets, seed 0). Protocol per row: "
-             "judged-only = queries with at least one relevant candidate; all queries = every query in the qrels "
-             "(a query whose relevant documents were not retrieved scores 0). `~ a` = interpolated with the first "
-             "stage, alpha fitted on the dev rows (mean nDCG@10 over sets), applied unchanged to test.", "",
-             "alpha per model: " + ", ".join(f"{m} {a:g}" for m, a in alphas.items()), "",
+             f"At most {args.max_queries or 'all'} queries per set, {args.max_long_queries or 'all'} for scifact and "
+             "nfcorpus (fixed random subsets, seed 0). Protocol per row: judged-only = queries with at least one "
+             "relevant candidate; all queries = every query in the qrels (a query whose relevant documents were not "
+             "retrieved scores 0). `(LODO)` rows: the weights (and gate) were fitted on the other dev sets, never on "
+             "the row's own set (trecqa is never fitted on: its given run is sorted by the labels); test rows use "
+             "the weights fitted on all dev sets, which is what ships. Features: "
+             f"run score (only where the run is a retrieval: {', '.join(sorted(RUN_IS_RETRIEVAL))}), BM25 of each "
+             "candidate, MiniLM cosine (stored embeddings); z-scored per query.", "",
              "| set (split, protocol, queries) | candidates | system | nDCG@10 | MAP | MRR | vs first stage (nDCG@10, p rand.) |",
              "|---|---|---|---|---|---|---|"]
-    summary = {}
-    for (name, split), (protocol, first, qrels, runs) in evaluated.items():
-        systems = {"first stage": runs["first stage"]}
+    summary, pvalues, chosen_out = {}, {}, {}
+    for key, s in data.items():
+        systems = {"first stage": s.first, COSINE: s.run(s.scores(np.eye(len(FEATURES))[FEATURES.index("dense")]))}
         for label in models:
-            systems[label] = runs[label]
-            if alphas[label] < 1.0:
-                systems[f"{label} ~ {alphas[label]:g}"] = Interpolate(models[label][1], alphas[label]).mix(
-                    runs["first stage"], runs[label])
-        result = compare(systems, qrels, METRICS, baseline=0, judged_only=protocol == "judged-only")
+            systems[label] = s.run(s.logits[label])
+        for system, (chosen, _, _) in fits.items():
+            w, g = chosen[key if s.split == "dev" else "*"]
+            model = next((m for m in models if system.startswith(m + " +")), None)
+            systems[system] = s.run(s.scores(w, model, g))
+            chosen_out.setdefault(system, {})[key] = {"weights": dict(zip(FEATURES, map(float, w))), "gate": float(g)}
+        result = compare(systems, s.qrels, METRICS, baseline=0, judged_only=s.protocol == "judged-only")
         for system, row in result.table.iterrows():
             delta = "" if system == result.baseline else f"{row['nDCG@10 delta']:+.4f} (p={row['nDCG@10 p(rand)']:.3f})"
-            lines.append(f"| {name} ({split}, {protocol}, {int(row['queries'])} q) | {first} | {system} | "
+            lines.append(f"| {s.name} ({s.split}, {s.protocol}, {int(row['queries'])} q) | {s.first_name} | {system} | "
                          f"{row['nDCG@10']:.4f} | {row['AP']:.4f} | {row['RR']:.4f} | {delta or 'baseline'} |")
-            summary.setdefault(system, {})[f"{name}/{split}"] = row["nDCG@10"]
+            summary.setdefault(system, {})[key] = float(row["nDCG@10"])
+            if system != result.baseline:
+                pvalues.setdefault(system, {})[key] = (float(row["nDCG@10 delta"]), float(row["nDCG@10 p(rand)"]))
         print("\n".join(lines[-len(result.table):]), flush=True)
-    lines += ["", "Interpolation curves (mean dev nDCG@10 by alpha):", "",
-              "| model | " + " | ".join(f"{a:g}" for a in list(curves.values())[0]) + " |",
-              "|---|" + "---|" * len(list(curves.values())[0])]
-    lines += [f"| {m} | " + " | ".join(f"{v:.4f}" for v in c.values()) + " |" for m, c in curves.items()]
+
+    gate_sets = [s.key for s in dev if s.name not in FIT_EXCLUDE]
+    lines += ["", f"Mean dev nDCG@10 over {len(gate_sets)} sets (all but {', '.join(sorted(FIT_EXCLUDE))}; LODO rows "
+              "as above):", "", "| system | mean dev nDCG@10 |", "|---|---|"]
+    lines += [f"| {system} | {np.mean([v[k] for k in gate_sets]):.4f} |" for system, v in summary.items()]
+    lines += ["", "What each feature is worth (mean dev nDCG@10, LODO, the fit not allowed to use the feature):", "",
+              "| system | " + " | ".join(next(iter(ablation.values()))) + " |",
+              "|---|" + "---|" * len(next(iter(ablation.values())))]
+    lines += [f"| {system} | " + " | ".join(f"{v:.4f}" for v in row.values()) + " |" for system, row in ablation.items()]
+    lines += ["", "Cost per query (ms, 2 CPU cores; features read from the set's index unless said; 'on the fly' encodes "
+              "the query and every candidate with MiniLM, timed on 20 queries):", "",
+              "| set | " + " | ".join(next(iter(data.values())).timings) + " |",
+              "|---|" + "---|" * len(next(iter(data.values())).timings)]
+    lines += [f"| {k} | " + " | ".join(f"{v:.1f}" for v in s.timings.values()) + " |" for k, s in data.items()]
+    lines += ["", "Weights fitted on all dev sets (what ships; per feature, then the gate on the model's raw logits):", ""]
+    for system, (chosen, _, means) in fits.items():
+        w, g = chosen["*"]
+        lines.append(f"- {system}: " + ", ".join(f"{f} {x:.2f}" for f, x in zip(FEATURES, w)) + f"; gate {g:.4g} "
+                     f"(mean dev nDCG@10 fitted on all sets: {max(means.values()):.4f})")
+        chosen_out[system]["*"] = {"weights": dict(zip(FEATURES, map(float, w))), "gate": float(g)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n")
-    args.out.with_suffix(".json").write_text(json.dumps({"alphas": alphas, "curves": curves, "nDCG@10": summary},
-                                                        indent=2))
+    args.out.with_suffix(".json").write_text(json.dumps(
+        {"nDCG@10": summary, "vs_first_stage": pvalues, "settings": chosen_out, "gate_sets": gate_sets,
+         "ablation": ablation, "timings_ms": {k: s.timings for k, s in data.items()}}, indent=2))
     print(f"wrote {args.out}")
 
 

@@ -47,6 +47,8 @@ def indexes(index_dir, found) -> Table:
 def training(state: dict, title: str) -> Table:
     shown = [k for k in state["history"][0] if k not in ("epoch", "train_loss", "seconds") and "/" not in k]
     table = _table(title + "; dev: judged-only, mean over datasets", ("epoch", "train loss", "seconds", *shown))
+    if state.get("before"):
+        table.add_row("before", "-", "0", *[f"{state['before'][k]:.4f}" for k in shown])
     for h in state["history"]:
         table.add_row(str(h["epoch"]), f"{h['train_loss']:.4f}", f"{h['seconds']:.0f}", *[f"{h[k]:.4f}" for k in shown])
     return table

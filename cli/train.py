@@ -37,7 +37,9 @@ def train(
     loss: LossName = typer.Option(LossName.rpl, "--loss", help="rpl (Eq. 2), rpl-inclusive, listnet, ce (softmax CE), bce, margin-mse (MICE)."),
     teacher: Optional[Path] = typer.Option(None, "--teacher", help="Model dir whose scores become the targets (distillation); MICE is also cut from it."),
     label_mix: float = typer.Option(0.0, "--label-mix", min=0.0, max=1.0, help="With --teacher: targets (1-m)*teacher + m*labels."),
-    init: Optional[str] = typer.Option(None, "--encoder", help="Local encoder dir to start from (default all-MiniLM-L6-v2)."),
+    encoder: Optional[str] = typer.Option(None, "--encoder", help="Local encoder dir to start from (default all-MiniLM-L6-v2)."),
+    init: Optional[str] = typer.Option(None, "--init", help="Fine-tune a trained model: 'default' (the shipped one) or a model dir; keeps its feature weights unless --combine is given."),
+    combine: Optional[str] = typer.Option(None, "--combine", help="Train as the residual of a feature combination, e.g. 'bm25=0.3,dense=0.7' (needs --index-dir lists)."),
     epochs: int = typer.Option(3, "--epochs", min=1),
     lr: float = typer.Option(5e-5, "--lr", help="AdamW learning rate."),
     lists_per_step: int = typer.Option(8, "--lists-per-step", min=1),
@@ -79,13 +81,16 @@ def train(
         extra = {"position_encoding": position_encoding} if model == ModelKind.crossjem else {}
         if max_item_tokens:
             extra["max_item_tokens"] = max_item_tokens
-        if model == ModelKind.mice:
+        if init is not None:
+            net = RERANKERS[model.value].from_spec({"model": init})
+        elif model == ModelKind.mice:
             net = MICE.from_teacher(teacher, merge_layer=merge_layer, depth=depth, **extra)
         else:
-            net = RERANKERS[model.value].from_encoder(init, **extra)
+            net = RERANKERS[model.value].from_encoder(encoder, **extra)
+        residual = {"weights": parse_weights(combine)} if combine else net.config.get("combine")
         cfg = TrainConfig(loss=loss.value, epochs=epochs, lr=lr, lists_per_step=lists_per_step, grad_accum=grad_accum,
                           list_size=list_size, seed=seed, patience=patience, lists_per_epoch=lists_per_epoch,
-                          mix_temperature=mix_temperature, label_mix=label_mix)
+                          mix_temperature=mix_temperature, label_mix=label_mix, combine=residual)
         state = run_training(net, train_lists, dev_lists, cfg, output, resume=resume, fp16=fp16,
                              log=lambda m: console.print(m, highlight=False),
                              teacher=Reranker.load(teacher) if teacher is not None else None)
@@ -93,6 +98,18 @@ def train(
         fail(str(e))
     console.print(render.training(state, f"training {model.value} ({loss.value}) -> {output}"))
     console.print(f"best epoch {state['best_epoch']} ({state['config']['select_by']} {state['best']:.4f}) saved to {output}")
+
+
+def parse_weights(text: str) -> dict[str, float]:
+    """'bm25=0.3,dense=0.7' -> {'bm25': 0.3, 'dense': 0.7}."""
+    from rerank_pipeline.rerankers.combine import weight_vector
+
+    try:
+        weights = {k.strip(): float(v) for k, v in (part.split("=", 1) for part in text.split(",") if part.strip())}
+        weight_vector(weights)
+    except ValueError as e:
+        raise typer.BadParameter(f"--combine {text!r}: {e} (expected e.g. 'bm25=0.3,dense=0.7')") from None
+    return weights
 
 
 @app.command()

@@ -6,6 +6,10 @@ reranker; `build_pipeline` turns it into the same Stage expression one would wri
     cutoff: 100
     reranker: {type: crossjem, model: default, interpolate: 0.8, cutoff: 100}
     # == (BM25(idx) % 100 | Dense(idx) % 100) % 100 >> Interpolate(CrossJEM.default(), 0.8) % 100
+    reranker: {type: crossjem, model: default, combine: true}   # the feature weights and gate stored with the model
+    # == ... >> Combine(model, model.config["combine"]["weights"], model.config["combine"]["gate"], idx)
+    reranker: {type: crossjem, model: DIR, combine: {weights: {run: 0.2, bm25: 0.3, dense: 0.5}, gate: 0.5,
+                                                    features: [run, bm25]}}   # features: skip the others
 
 AXN retrieves with a reranker of its own (retrievers/axn.py):
     retrievers: [{type: axn, k: 10, budget: 100, rounds: 5, blend: 0.0, first: dense,
@@ -26,7 +30,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "cutoff": 100,
 }
 _TOP_KEYS = {"name", "retrievers", "fusion", "cutoff", "reranker"}
-_RERANKER_KEYS = {"type", "model", "cutoff", "interpolate"}
+_RERANKER_KEYS = {"type", "model", "cutoff", "interpolate", "combine"}
 _RETRIEVER_KEYS = {"bm25": {"type", "k"}, "dense": {"type", "k"},
                    "axn": {"type", "k", "budget", "rounds", "blend", "first", "reranker"}}
 
@@ -119,6 +123,30 @@ def _validate_reranker(reranker: Any, where: str) -> None:
     alpha = reranker.get("interpolate", 1.0)
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha <= 1:
         raise ConfigError(f"{where}.interpolate must be a number in [0, 1], got {alpha!r}")
+    if "combine" in reranker:
+        _validate_combine(reranker["combine"], f"{where}.combine")
+        if "interpolate" in reranker:
+            raise ConfigError(f"{where}: use either interpolate or combine, not both")
+
+
+def _validate_combine(block: Any, where: str) -> None:
+    from .rerankers.combine import FEATURES
+
+    if block is True:
+        return
+    if not isinstance(block, dict) or set(block) - {"weights", "gate", "features"}:
+        raise ConfigError(f"{where} must be true (the model's stored weights) or a mapping of weights, gate, features;"
+                          f" got {block!r}")
+    weights = block.get("weights", {})
+    if not isinstance(weights, dict) or set(weights) - set(FEATURES) or not all(
+            isinstance(w, (int, float)) and not isinstance(w, bool) and w >= 0 for w in weights.values()):
+        raise ConfigError(f"{where}.weights must map features {list(FEATURES)} to non-negative numbers, got {weights!r}")
+    gate = block.get("gate", 0.0)
+    if isinstance(gate, bool) or not isinstance(gate, (int, float)) or gate < 0:
+        raise ConfigError(f"{where}.gate must be a non-negative number, got {gate!r}")
+    features = block.get("features", list(FEATURES))
+    if not isinstance(features, list) or set(features) - set(FEATURES):
+        raise ConfigError(f"{where}.features must be a list of {list(FEATURES)}, got {features!r}")
 
 
 def build_pipeline(cfg: dict[str, Any], index, reranker=None) -> Stage:
@@ -136,20 +164,39 @@ def build_pipeline(cfg: dict[str, Any], index, reranker=None) -> Stage:
     if "cutoff" in cfg:
         stage = stage % cfg["cutoff"]
     spec = cfg.get("reranker")
-    if reranker is None and spec is not None:
-        from .rerankers import load_reranker
-
-        reranker = load_reranker(spec)
-    if reranker is not None:
-        alpha = (spec or {}).get("interpolate", 1.0)
-        if alpha < 1.0:
-            from .rerankers.interpolate import Interpolate
-
-            reranker = Interpolate(reranker, alpha)
-        stage = stage >> reranker
+    if reranker is not None or spec is not None:
+        stage = stage >> reranker_stage(spec or {}, index, reranker)
         if spec and "cutoff" in spec:
             stage = stage % spec["cutoff"]
     return stage
+
+
+def reranker_stage(spec: dict[str, Any], index, reranker=None) -> Stage:
+    """The reranking stage a `reranker:` block describes (the model, interpolated or combined with the first
+    stage's features as the block says); `reranker` replaces the block's model."""
+    if reranker is None:
+        from .rerankers import load_reranker
+
+        reranker = load_reranker(spec)
+    if spec.get("interpolate", 1.0) < 1.0:
+        from .rerankers.interpolate import Interpolate
+
+        return Interpolate(reranker, spec["interpolate"])
+    if spec.get("combine") is not None:
+        return combine_stage(reranker, spec["combine"], index)
+    return reranker
+
+
+def combine_stage(reranker, block: dict[str, Any] | bool, index) -> Stage:
+    """The Combine stage of a `combine:` block: true = the weights and gate stored with the model; a mapping
+    overrides what it names."""
+    from .rerankers.combine import Combine
+
+    stored = getattr(reranker, "config", {}).get("combine") or {}
+    block = {**stored, **(block if isinstance(block, dict) else {})}
+    if "weights" not in block:
+        raise ConfigError(f"reranker.combine: {reranker.name} stores no feature weights; give combine.weights")
+    return Combine.from_config(reranker, block, index)
 
 
 def _retriever(spec: dict[str, Any], index) -> Stage:

@@ -185,7 +185,7 @@ def test_default_pipeline_matches_what_ships_and_finds_both_words_first(demo_ind
                                       "--json", "-k", "5"])
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
-    assert payload["pipeline"].endswith(">> crossjem") == shipped
+    assert ("crossjem" in payload["pipeline"].split(">>")[-1]) == shipped  # reranked by the shipped CROSS-JEM
     assert all({"patagonia", "japan"} <= set(r["text"].lower().split()) for r in payload["results"][:5])
 
 

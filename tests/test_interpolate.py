@@ -1,9 +1,8 @@
-"""Interpolation with the first stage, its dev fit, the zero-shot cosine baseline, and one way to open a pipeline."""
+"""Interpolation with the first stage, its dev fit, and one way to open a pipeline."""
 import numpy as np
 import pytest
 
 from rerank_pipeline.config import ConfigError, open_pipeline, validate_config
-from rerank_pipeline.rerankers.biencoder import BiEncoderReranker
 from rerank_pipeline.rerankers.interpolate import Interpolate, fit_alpha
 from rerank_pipeline.types import Hit, Run
 from test_pipeline import Negate
@@ -46,16 +45,6 @@ def test_config_interpolate_builds_the_stage_and_is_validated():
         validate_config({**cfg, "reranker": {"type": "crossjem", "alpha": 0.5}})
 
 
-def test_cosine_reranker_equals_explicit_cosine(demo_index):
-    from rerank_pipeline.retrievers.dense import encode
-
-    run = open_pipeline(demo_index, None, rerank=False).search({"q": "patagonia japan"}).cut(5)
-    out = BiEncoderReranker().transform({"q": "patagonia japan"}, run)
-    docids = [h.docid for h in run["q"]]
-    expected = encode(demo_index.docstore.texts(docids)) @ encode(["patagonia japan"])[0]
-    assert {h.docid: h.score for h in out["q"]} == pytest.approx(dict(zip(docids, expected)), abs=1e-5)
-
-
 def test_open_pipeline_adapts_to_a_bm25_only_index(tmp_path):
     from rerank_pipeline.demo import write_demo_corpus
     from rerank_pipeline.index import build_index
@@ -65,10 +54,3 @@ def test_open_pipeline_adapts_to_a_bm25_only_index(tmp_path):
     assert pipe.name.startswith("bm25") and pipe("tent")
     with pytest.raises(ConfigError, match="index 'bm' has"):
         open_pipeline(idx, {"retrievers": [{"type": "dense"}]})
-
-
-def test_cosine_reranker_reads_stored_embeddings(demo_index):
-    run = open_pipeline(demo_index, None, rerank=False).search({"q": "oaxaca food"}).cut(8)
-    encoded = BiEncoderReranker().transform({"q": "oaxaca food"}, run)
-    stored = BiEncoderReranker(index=demo_index).transform({"q": "oaxaca food"}, run)
-    assert {h.docid: h.score for h in stored["q"]} == pytest.approx({h.docid: h.score for h in encoded["q"]}, abs=1e-5)

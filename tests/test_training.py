@@ -55,3 +55,39 @@ def test_lists_jsonl_roundtrip_and_errors(tmp_path):
     (tmp_path / "bad.jsonl").write_text(json.dumps({"query": "x", "candidates": [{"label": 1}]}) + "\n")
     with pytest.raises(InvalidInputError, match="bad.jsonl:1"):
         load_jsonl_lists(tmp_path / "bad.jsonl")
+
+
+def test_residual_training_starts_at_the_features_and_stores_its_combination(tiny_encoder, tmp_path):
+    """Trained as the residual of a feature combination: dev before training is exactly the features' ranking,
+    the gate leaves 0, and the model directory records the weights and gate the Combine stage will use."""
+    from rerank_pipeline.rerankers.combine import FEATURES
+    from rerank_pipeline.training.loop import evaluate_lists
+
+    def with_features(lists, seed):
+        rng = np.random.default_rng(seed)
+        for l in lists:  # a noisy feature: the labels plus noise; "run" absent
+            l.features = np.column_stack([np.full(len(l.labels), np.nan), l.labels + rng.normal(0, 1.5, len(l.labels)),
+                                          np.full(len(l.labels), np.nan)])
+        return lists
+
+    train_lists, dev_lists = with_features(toy_lists(64, 1), 1), with_features(toy_lists(24, 2), 2)
+    torch.manual_seed(0)
+    model = CrossJEM.from_encoder(tiny_encoder, device="cpu")
+    cfg = TrainConfig(loss="ce", epochs=2, lr=2e-3, lists_per_step=8, list_size=4, combine={"weights": {"bm25": 1.0}})
+    state = train(model, train_lists, dev_lists, cfg, tmp_path / "m", show_progress=False, log=lambda m: None)
+    features_only = evaluate_lists(model, dev_lists, combine=(np.eye(len(FEATURES))[1], 0.0))
+    assert state["before"]["nDCG@10"] == pytest.approx(features_only["nDCG@10"])
+    last = json.loads((tmp_path / "m" / "checkpoint" / "rerank_config.json").read_text())["combine"]
+    assert last["weights"] == {"bm25": 1.0} and last["gate"] != 0.0
+    best = json.loads((tmp_path / "m" / "rerank_config.json").read_text())["combine"]  # epoch 0 if none did better
+    assert (best["gate"] == 0.0) == (state["best_epoch"] == 0)
+    assert state["best"] >= state["before"]["nDCG@10"]
+
+
+def test_lists_jsonl_keeps_features(tmp_path):
+    lists = toy_lists(2, 0)
+    lists[0].features = np.array([[np.nan, 1.5, 0.25]] * 4)
+    write_lists_jsonl(lists, tmp_path / "l.jsonl.gz")
+    back = load_jsonl_lists(tmp_path / "l.jsonl.gz")
+    np.testing.assert_array_equal(back[0].features, lists[0].features)
+    assert back[1].features is None

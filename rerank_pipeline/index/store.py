@@ -7,6 +7,8 @@ import sqlite3
 from functools import cached_property
 from pathlib import Path
 
+import numpy as np
+
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 DEFAULT_INDEX_DIR = Path("indexes")
@@ -125,6 +127,12 @@ class Index:
             self._require("dense")
             self._faiss = to_gpu(read_faiss(self.path / "dense" / "index.faiss"), self.manifest["dense"]["faiss"])
         return self._faiss
+
+    @cached_property
+    def embeddings(self) -> np.ndarray:
+        """The stored dense embeddings, memory-mapped (row i = internal id i)."""
+        self._require("dense")
+        return np.load(self.path / "dense" / "embeddings.npy", mmap_mode="r")
 
     def bm25(self, k: int = 1000):
         from ..retrievers.bm25 import BM25

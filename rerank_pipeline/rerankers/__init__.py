@@ -14,12 +14,12 @@ RERANKERS: dict[str, type[Reranker]] = {"crossjem": CrossJEM, "pointwise": Point
 
 def _shipped_reranker_config() -> dict[str, Any] | None:
     """A shipped model reranks by default once it is present in the package (only after passing
-    benchmarks/ship_default.py, which stores its dev-fitted interpolation weight with it); configs/default.yaml
+    benchmarks/ship_default.py, which stores its dev-fitted feature weights and gate with it); configs/default.yaml
     names it too, and a test keeps the two equal."""
     if not (DEFAULT_MODEL_DIR / "model.safetensors").is_file():
         return None
-    alpha = json.loads((DEFAULT_MODEL_DIR / "rerank_config.json").read_text()).get("interpolate", 1.0)
-    return {"type": "crossjem", "model": "default", **({"interpolate": alpha} if alpha < 1 else {})}
+    stored = json.loads((DEFAULT_MODEL_DIR / "rerank_config.json").read_text())
+    return {"type": "crossjem", "model": "default", **({"combine": True} if "combine" in stored else {})}
 
 
 DEFAULT_RERANKER_CONFIG: dict[str, Any] | None = _shipped_reranker_config()

@@ -96,6 +96,14 @@ class Bm25sBackend:
         ids[scores <= 0] = -1  # docs sharing no query term score 0: not retrieved
         return ids, scores
 
+    def score_rows(self, queries: Sequence[str], rows: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Exact BM25 scores of given documents (internal row ids) per query: a reranking feature."""
+        out = []
+        for tokens, r in zip(self.tokenize(queries), rows):
+            ids = self.model.get_tokens_ids(tokens)
+            out.append(self.model.get_scores_from_ids(ids)[r].astype(np.float64) if ids else np.zeros(len(r)))
+        return out
+
 
 def bm25_backend(name: str) -> type:
     """The backend class named in an index manifest (Lucene is imported only when used)."""

@@ -14,6 +14,7 @@ import numpy as np
 
 from ..io import InvalidInputError, Problem
 from ..io.beir import BeirDataset
+from ..rerankers.combine import FEATURES, FeatureExtractor
 
 
 @dataclass
@@ -25,6 +26,7 @@ class RankingList:
     labels: np.ndarray                 # graded relevance, 0 when unjudged
     teacher: np.ndarray | None = None  # teacher probabilities in [0, 1]
     source: str = ""                   # the dataset it came from (mixing weights are per source)
+    features: np.ndarray | None = None  # raw first-stage features [candidates x combine.FEATURES], NaN = absent
     token_ids: dict = field(default_factory=dict, repr=False, compare=False)  # (tokenizer, length) -> ids
 
 
@@ -92,7 +94,19 @@ def build_lists(dataset: BeirDataset, split: str, spec: ListSpec, index=None) ->
         if spec.require_positive and not (labels > 0).any():
             continue
         lists.append(RankingList(q, queries[q], docids, docs.texts(docids), labels, source=dataset.name))
+    if index is not None:
+        add_features(lists, index)
     return lists
+
+
+def add_features(lists: list[RankingList], index) -> None:
+    """The free first-stage features of every candidate (BM25, stored dual-encoder cosine), so a reranker can be
+    trained as their residual. The `run` feature stays absent: a list mixes several retrievers' candidates."""
+    extractor = FeatureExtractor(index, use=("bm25", "dense") if "dense" in index.stages else ("bm25",))
+    for start in range(0, len(lists), 256):
+        part = lists[start:start + 256]
+        for l, f in zip(part, extractor.extract([l.query for l in part], [l.docids for l in part], index.docstore)):
+            l.features = f
 
 
 def _open_text(path: Path, mode: str):
@@ -117,9 +131,11 @@ def load_jsonl_lists(path: str | Path) -> list[RankingList]:
                 labels = np.array([float(c.get("label", 0)) for c in cands], dtype=np.float32)
                 teacher = ([float(c["teacher_score"]) for c in cands]
                            if all("teacher_score" in c for c in cands) else None)
+                features = (np.array([[c["features"].get(f, np.nan) for f in FEATURES] for c in cands], dtype=np.float64)
+                            if all("features" in c for c in cands) else None)
                 lists.append(RankingList(str(obj.get("qid", lineno)), obj["query"], docids, texts, labels,
                                          np.array(teacher, dtype=np.float32) if teacher else None,
-                                         str(obj.get("source", path.stem))))
+                                         str(obj.get("source", path.stem)), features))
             except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as e:
                 problems.append(Problem(str(path), lineno, getattr(e, "args", [""])[0] if isinstance(e, KeyError) else "",
                                         f"{type(e).__name__}: {e}"))
@@ -166,6 +182,8 @@ def write_lists_jsonl(lists: list[RankingList], path: str | Path, max_chars: int
         for l in lists:
             cands = [{"id": d, "text": t[:max_chars], "label": float(y)}
                      | ({"teacher_score": float(l.teacher[i])} if l.teacher is not None else {})
+                     | ({"features": {f: float(v) for f, v in zip(FEATURES, l.features[i]) if not np.isnan(v)}}
+                        if l.features is not None else {})
                      for i, (d, t, y) in enumerate(zip(l.docids, l.texts, l.labels))]
             f.write(json.dumps({"qid": l.qid, "query": l.query, "source": l.source, "candidates": cands}) + "\n")
     tmp.replace(path)

@@ -21,6 +21,7 @@ import torch
 
 from ..encoders import tokenize_ids
 from ..rerankers.base import Reranker
+from ..rerankers.combine import FEATURES, combine_scores, weight_vector
 from .data import RankingList, qrels_of
 from .losses import LOSSES, NEG
 
@@ -45,6 +46,7 @@ class TrainConfig:
     lists_per_epoch: int | None = None  # None: as many as there are lists
     mix_temperature: float = 0.5  # set s gets a share of each epoch proportional to n_s ** T (1 = as the data is)
     max_grade: dict = field(default_factory=dict)  # per source, from the data: labels / max_grade -> [0, 1]
+    combine: dict | None = None  # {weights, gate}: train the model as the residual of the features' combination
 
 
 def score_lists(model: Reranker, lists: list[RankingList], show_progress: bool = False,
@@ -137,12 +139,16 @@ def mixed_order(sources: list[str], n_lists: int | None, temperature: float, see
     return order
 
 
-def evaluate_lists(model: Reranker, lists: list[RankingList], measures=DEV_MEASURES) -> dict[str, float]:
+def evaluate_lists(model: Reranker, lists: list[RankingList], measures=DEV_MEASURES,
+                   combine: tuple[np.ndarray, float] | None = None) -> dict[str, float]:
     """Dev metrics over judged-only lists, per source and their unweighted mean (`measure`), so each dataset
-    counts once whatever its size and query ids from different sets never collide."""
+    counts once whatever its size and query ids from different sets never collide. With `combine` (feature
+    weights, gate), the lists are ranked as the Combine stage ranks them."""
     import ir_measures
 
     scores = score_lists(model, lists)
+    if combine is not None:
+        scores = [combine_scores(_features(l), combine[0], s, combine[1]) for l, s in zip(lists, scores)]
     parsed = [ir_measures.parse_measure(m) for m in measures]
     out: dict[str, float] = {}
     sources = sorted({l.source for l in lists})
@@ -154,6 +160,34 @@ def evaluate_lists(model: Reranker, lists: list[RankingList], measures=DEV_MEASU
     for m in parsed:
         out[str(m)] = float(np.mean([out[f"{s}/{m}"] for s in sources]))
     return out
+
+
+def _features(l: RankingList) -> np.ndarray:
+    if l.features is None:
+        raise ValueError(f"list {l.qid} ({l.source}) has no first-stage features: build lists over an index "
+                         "(--index-dir) or include them in the lists jsonl, or train without --combine")
+    return l.features
+
+
+class ResidualHead(torch.nn.Module):
+    """The combined score during training: scale * (w . z(features)) + gate * model logits. A fresh model's gate
+    starts at 0 (step 0 ranks exactly as the features do), a fine-tuned one's at its stored gate; the learned scale
+    lets the loss sharpen the feature part without the model having to. Rankings ignore the overall scale, so the
+    stage uses gate / scale."""
+
+    def __init__(self, weights: dict, gate: float = 0.0):
+        super().__init__()
+        self.weights = weight_vector(weights)
+        self.gate = torch.nn.Parameter(torch.tensor(float(gate)))
+        self.log_scale = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, features: np.ndarray, logits: torch.Tensor) -> torch.Tensor:
+        base = torch.from_numpy(combine_scores(features, self.weights)).to(logits.device, torch.float32)
+        return self.log_scale.exp() * base + self.gate * logits.float()
+
+    def stage_config(self) -> dict:
+        return {"weights": {f: float(w) for f, w in zip(FEATURES, self.weights) if w},
+                "gate": float((self.gate / self.log_scale.exp()).detach())}
 
 
 def _save_checkpoint(model: Reranker, optimizer, scheduler, state: dict, directory: Path) -> None:
@@ -187,7 +221,11 @@ def train(model: Reranker, train_lists: list[RankingList], dev_lists: list[Ranki
         cfg.targets = "teacher"
     torch.manual_seed(cfg.seed)
     device = model.device
-    optimizer = torch.optim.AdamW(model.network.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    head = ResidualHead(cfg.combine["weights"], cfg.combine.get("gate", 0.0)).to(device) if cfg.combine else None
+    groups = [{"params": list(model.network.parameters())}]
+    if head is not None:  # two scalars: a transformer's learning rate would barely move them
+        groups.append({"params": list(head.parameters()), "lr": 1e-2, "weight_decay": 0.0})
+    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil((cfg.lists_per_epoch or len(train_lists)) / (cfg.lists_per_step * cfg.grad_accum))
     total = steps_per_epoch * cfg.epochs
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup * total), total)
@@ -201,11 +239,22 @@ def train(model: Reranker, train_lists: list[RankingList], dev_lists: list[Ranki
         optimizer.load_state_dict(opt_state["optimizer"])
         scheduler.load_state_dict(opt_state["scheduler"])
         state = json.loads((ckpt / "trainer_state.json").read_text())
+        if head is not None:
+            head.load_state_dict({k: torch.tensor(v) for k, v in state["residual_head"].items()})
         log(f"resumed after epoch {state['epoch']} (best {cfg.select_by} {state['best']:.4f})")
 
+    if head is not None:
+        model.config["combine"] = head.stage_config()
+    if dev_lists and state["epoch"] == 0:
+        # Where training starts from is a candidate too: fine-tuning that never beats it on dev keeps it.
+        combine = (head.weights, model.config["combine"]["gate"]) if head is not None else None
+        state["before"] = evaluate_lists(model, dev_lists, combine=combine)
+        state["best"] = state["before"].get(cfg.select_by, state["best"])
+        model.save(output, fp16=fp16)
+        log("before training: " + " ".join(f"{k} {v:.4f}" for k, v in state["before"].items() if "/" not in k))
     started = time.time() - state.get("train_seconds", 0.0)
     for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
-        if epoch - state["best_epoch"] > cfg.patience and state["best_epoch"] > 0:
+        if epoch - state["best_epoch"] > cfg.patience:
             log(f"early stop: no dev improvement for {cfg.patience} epochs")
             break
         rng = random.Random(cfg.seed * 1000 + epoch)  # per-epoch seed: resumed runs see the same order
@@ -229,22 +278,26 @@ def train(model: Reranker, train_lists: list[RankingList], dev_lists: list[Ranki
             y = torch.zeros((len(part), width), device=device)
             mask = torch.zeros((len(part), width), dtype=torch.bool, device=device)
             for r, (l, p, lg) in enumerate(zip(part, picks, logits)):
-                f[r, : len(p)] = lg.float()
+                f[r, : len(p)] = lg.float() if head is None else head(_features(l)[p], lg)
                 y[r, : len(p)] = torch.from_numpy(_targets(l, cfg)[p]).to(device)
                 mask[r, : len(p)] = True
             loss = loss_fn(f, y, mask) / cfg.grad_accum
             loss.backward()
             if (i + 1) % cfg.grad_accum == 0 or start + cfg.lists_per_step >= len(order):
-                torch.nn.utils.clip_grad_norm_(model.network.parameters(), 1.0)
+                torch.nn.utils.clip_grad_norm_(groups[0]["params"], 1.0)
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
             value = loss.item() * cfg.grad_accum
             running = value if running is None else 0.95 * running + 0.05 * value
-            bar.set_postfix(loss=f"{running:.4f}")
+            bar.set_postfix(loss=f"{running:.4f}", **({"gate": f"{head.gate.item():.3f}"} if head is not None else {}))
         model.network.eval()
         state["train_seconds"] = time.time() - started
-        dev = evaluate_lists(model, dev_lists) if dev_lists else {}
+        if head is not None:
+            model.config["combine"] = head.stage_config()  # saved with the model: the Combine stage's settings
+            state["residual_head"] = {k: float(v) for k, v in head.state_dict().items()}
+        combine = (head.weights, model.config["combine"]["gate"]) if head is not None else None
+        dev = evaluate_lists(model, dev_lists, combine=combine) if dev_lists else {}
         metric = dev.get(cfg.select_by, -float(running or 0))
         state["history"].append({"epoch": epoch, "train_loss": running, "seconds": round(state["train_seconds"], 1),
                                  **dev})

@@ -1,0 +1,159 @@
+"""A reranking stage that starts where the free signals already are and adds a model as a learned correction:
+
+    score(d) = sum_f w_f * z(feature_f(d)) + gate * model(query, candidates)(d)
+
+Features are what the pipeline has for (almost) nothing:
+  * `run`   the score of the run being reranked (fused or given);
+  * `bm25`  each candidate's exact BM25 score, from the index's bm25s model (absent without an index);
+  * `dense` dual-encoder cosine: the index's stored embeddings, or the candidates encoded on the fly when there is
+            no index (for short items that costs more than CROSS-JEM itself; drop it with `features=`).
+`z` is a per-query z-score; an absent feature contributes 0. With `gate = 0` the stage ranks exactly as its feature
+combination does. The model is trained as the residual of that combination (training/loop.py), so its raw logits are
+added, not normalised: a model unsure about a list moves it little.
+
+    (BM25(idx) | Dense(idx)) % 100 >> Combine(CrossJEM.default(), {"run": 0.2, "bm25": 0.3, "dense": 0.5}, 0.4, idx)
+"""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from ..pipeline import Stage
+from ..types import Queries, Run, split_by
+
+FEATURES = ("run", "bm25", "dense")
+
+
+def zscore_columns(x: np.ndarray) -> np.ndarray:
+    """Per-column z-score of one query's [candidates x features] matrix; NaN (absent) and constant columns -> 0."""
+    x = np.asarray(x, dtype=np.float64)
+    out = np.zeros_like(x)
+    ok = ~np.isnan(x).any(axis=0)
+    if ok.any():
+        cols = x[:, ok]
+        std = cols.std(axis=0)
+        out[:, ok] = np.where(std > 0, (cols - cols.mean(axis=0)) / np.where(std > 0, std, 1.0), 0.0)
+    return out
+
+
+def combine_scores(features: np.ndarray, weights: np.ndarray, model: np.ndarray | None = None,
+                   gate: float = 0.0) -> np.ndarray:
+    """One query's combined scores from its raw [candidates x features] matrix and the model's logits."""
+    score = zscore_columns(features) @ np.asarray(weights, dtype=np.float64)
+    return score if model is None or gate == 0 else score + gate * np.asarray(model, dtype=np.float64)
+
+
+def weight_vector(weights: Mapping[str, float]) -> np.ndarray:
+    unknown = set(weights) - set(FEATURES)
+    if unknown:
+        raise ValueError(f"unknown feature(s) {sorted(unknown)} (use {', '.join(FEATURES)})")
+    return np.array([float(weights.get(f, 0.0)) for f in FEATURES])
+
+
+class FeatureExtractor:
+    """Raw features of candidates, [candidates x FEATURES] per query, NaN where a feature is absent. Only the
+    features in `use` are computed (the expensive on-the-fly encoding is skipped when `dense` is not used)."""
+
+    def __init__(self, index=None, encoder: str | None = None, use: Sequence[str] = FEATURES):
+        self.index, self.use = index, tuple(use)
+        self.encoder = encoder
+        if index is not None and "dense" in index.stages:
+            self.encoder = index.manifest["dense"]["encoder"]
+
+    @property
+    def available(self) -> tuple[str, ...]:
+        """What this extractor can compute: BM25 needs an index with a bm25s stage; the rest always works."""
+        bm25 = self.index is not None and "bm25" in self.index.stages and hasattr(self.index.bm25_backend(), "score_rows")
+        return tuple(f for f in self.use if f != "bm25" or bm25)
+
+    def extract(self, query_texts: Sequence[str], docids: Sequence[Sequence[str]], docs,
+                run_scores: Sequence[Sequence[float]] | None = None) -> list[np.ndarray]:
+        sizes = [len(d) for d in docids]
+        out = np.full((sum(sizes), len(FEATURES)), np.nan)
+        available = self.available
+        if "run" in available and run_scores is not None:
+            out[:, 0] = np.concatenate([np.asarray(s, dtype=np.float64) for s in run_scores]) if sizes else []
+        if "bm25" in available:
+            rows = [self.index.docstore.rows(d) for d in docids]
+            out[:, 1] = np.concatenate(self.index.bm25_backend().score_rows(query_texts, rows)) if sizes else []
+        if "dense" in available:
+            out[:, 2] = self.cosine(query_texts, docids, docs)
+        return split_by(out, sizes)
+
+    def cosine(self, query_texts: Sequence[str], docids: Sequence[Sequence[str]], docs) -> np.ndarray:
+        from ..retrievers.dense import encode
+
+        flat = [d for ds in docids for d in ds]
+        q_emb = encode(list(query_texts), self.encoder)
+        if self.index is not None and "dense" in self.index.stages and all(d in self.index.docstore for d in flat):
+            d_emb = self.index.embeddings[self.index.docstore.rows(flat)]
+        else:
+            d_emb = encode(docs.texts(flat), self.encoder)
+        owner = np.repeat(np.arange(len(docids)), [len(d) for d in docids])
+        return np.einsum("nd,nd->n", d_emb, q_emb[owner]).astype(np.float64)
+
+
+class Combine(Stage):
+    """Reranks each query's candidates by fitted feature weights plus `gate` times a reranker's logits."""
+
+    def __init__(self, reranker=None, weights: Mapping[str, float] | None = None, gate: float = 0.0, index=None,
+                 encoder: str | None = None, features: Sequence[str] | None = None):
+        weights = dict(weights or {"run": 1.0})
+        self.weights = weight_vector(weights)
+        if features is not None:  # run without some features (e.g. no on-the-fly encoding): their weight is 0
+            self.weights[[f not in features for f in FEATURES]] = 0.0
+        self.reranker, self.gate = reranker, float(gate)
+        self.extractor = FeatureExtractor(index, encoder, [f for f, w in zip(FEATURES, self.weights) if w != 0])
+        model = f" + {self.gate:g} {reranker.name}" if reranker is not None and self.gate else ""
+        self.name = "combine(" + ", ".join(f"{w:g} {f}" for f, w in zip(FEATURES, self.weights) if w) + model + ")"
+
+    @classmethod
+    def from_config(cls, reranker, spec: Mapping, index=None) -> "Combine":
+        """From a model's stored `combine` block ({weights, gate}) or a YAML one."""
+        return cls(reranker, spec["weights"], spec.get("gate", 0.0), index, features=spec.get("features"))
+
+    def scores(self, queries: Queries, run: Run) -> tuple[list[str], list[list[str]], list[np.ndarray]]:
+        qids = [q for q in run if run[q]]
+        docids = [[h.docid for h in run[q]] for q in qids]
+        texts = [queries[q] for q in qids]
+        features = self.extractor.extract(texts, docids, run.docs, [[h.score for h in run[q]] for q in qids])
+        model = (self.reranker.score_docs(texts, docids, run.docs) if self.reranker is not None and self.gate
+                 else [None] * len(qids))
+        return qids, docids, [combine_scores(f, self.weights, m, self.gate) for f, m in zip(features, model)]
+
+    def transform(self, queries: Queries, run: Run | None = None) -> Run:
+        if run is None or run.docs is None:
+            raise ValueError(f"{self.name} needs candidates with their texts: put a retriever before it")
+        qids, docids, scores = self.scores(queries, run)
+        return Run.from_scores(qids, docids, scores, run.docs)
+
+
+def simplex_grid(dims: int, step: float) -> np.ndarray:
+    """Every weight vector of `dims` non-negative multiples of `step` summing to 1."""
+    n = round(1 / step)
+
+    def parts(k: int, total: int):
+        if k == 1:
+            yield (total,)
+            return
+        for first in range(total + 1):
+            for rest in parts(k - 1, total - first):
+                yield (first,) + rest
+
+    return np.array(list(parts(dims, n)), dtype=np.float64) / n
+
+
+def fit_leave_one_out(table: Mapping[str, Mapping[object, float]]) -> dict[str, object]:
+    """table[set][setting] = that set's dev figure for one setting. For each set, the setting with the best mean
+    over the *other* sets (the weights a corpus never seen in fitting gets), and over all sets (what ships):
+    {set: setting fitted without it, '*': setting fitted on all}. Ties go to the earliest setting listed."""
+    sets = list(table)
+    settings = list(table[sets[0]])
+    values = np.array([[table[s][k] for k in settings] for s in sets])
+    out = {}
+    for i, s in enumerate(sets):
+        others = np.delete(values, i, axis=0)
+        out[s] = settings[int(np.argmax(others.mean(axis=0)))] if len(others) else settings[0]
+    out["*"] = settings[int(np.argmax(values.mean(axis=0)))]
+    return out

@@ -1,0 +1,136 @@
+"""The Combine stage (fitted first-stage features + a gated model), its features, and leave-one-dataset-out fitting."""
+from math import comb
+
+import numpy as np
+import pytest
+
+from rerank_pipeline.config import ConfigError, open_pipeline, validate_config
+from rerank_pipeline.pipeline import Stage
+from rerank_pipeline.rerankers.combine import (FEATURES, Combine, FeatureExtractor, combine_scores,
+                                               fit_leave_one_out, simplex_grid, zscore_columns)
+from rerank_pipeline.types import Hit, Run
+
+
+class TextLength(Stage):
+    """A stand-in model: its logit is the candidate's length; counts its calls."""
+
+    name = "length"
+    calls = 0
+
+    def score_docs(self, texts, docids, docs):
+        self.calls += 1
+        return [np.array([len(t) for t in docs.texts(ds)], dtype=float) for ds in docids]
+
+
+def zscore(v):
+    v = np.asarray(v, float)
+    return (v - v.mean()) / v.std()
+
+
+def first_stage(index, query, k=10):
+    return open_pipeline(index, None, rerank=False).search({"q": query}).cut(k)
+
+
+def test_features_equal_what_each_first_stage_scores(demo_index):
+    """The bm25 and dense features of a candidate are the scores the BM25 and dense retrievers give it."""
+    query = "patagonia japan"
+    run = first_stage(demo_index, query)
+    docids = [h.docid for h in run["q"]]
+    feats = FeatureExtractor(demo_index).extract([query], [docids], demo_index.docstore,
+                                                 [[h.score for h in run["q"]]])[0]
+    assert feats[:, FEATURES.index("run")] == pytest.approx([h.score for h in run["q"]])
+    bm25 = {h.docid: h.score for h in demo_index.bm25(1000).search({"q": query})["q"]}
+    dense = {h.docid: h.score for h in demo_index.dense(1000).search({"q": query})["q"]}
+    assert feats[:, FEATURES.index("bm25")] == pytest.approx([bm25.get(d, 0.0) for d in docids], rel=1e-5)
+    assert feats[:, FEATURES.index("dense")] == pytest.approx([dense[d] for d in docids], abs=1e-5)
+
+
+def test_features_without_an_index_encode_on_the_fly(demo_index):
+    query = "oaxaca food"
+    run = first_stage(demo_index, query, 8)
+    docids = [h.docid for h in run["q"]]
+    stored = FeatureExtractor(demo_index).extract([query], [docids], demo_index.docstore)[0]
+    fly = FeatureExtractor(None).extract([query], [docids], demo_index.docstore)[0]
+    assert np.isnan(fly[:, FEATURES.index("bm25")]).all() and np.isnan(fly[:, FEATURES.index("run")]).all()
+    assert fly[:, FEATURES.index("dense")] == pytest.approx(stored[:, FEATURES.index("dense")], abs=1e-5)
+    skipped = FeatureExtractor(None, use=("run",)).extract([query], [docids], demo_index.docstore)[0]
+    assert np.isnan(skipped).all()  # dense not asked for: nothing encoded
+
+
+def test_combined_score_against_explicit_formula(demo_index):
+    query = "patagonia japan"
+    run = first_stage(demo_index, query)
+    docids = [h.docid for h in run["q"]]
+    weights = {"run": 0.2, "bm25": 0.3, "dense": 0.5}
+    model = TextLength()
+    out = Combine(model, weights, 0.01, demo_index).transform({"q": query}, run)
+    feats = FeatureExtractor(demo_index).extract([query], [docids], demo_index.docstore,
+                                                 [[h.score for h in run["q"]]])[0]
+    lengths = np.array([len(t) for t in demo_index.docstore.texts(docids)], float)
+    expected = sum(w * zscore(feats[:, FEATURES.index(f)]) for f, w in weights.items()) + 0.01 * lengths
+    assert {h.docid: h.score for h in out["q"]} == pytest.approx(dict(zip(docids, expected)))
+
+
+def test_zero_gate_ranks_exactly_as_the_features_and_skips_the_model(demo_index):
+    query = "tent"
+    run = first_stage(demo_index, query)
+    weights = {"run": 0.3, "dense": 0.7}
+    model = TextLength()
+    with_model = Combine(model, weights, 0.0, demo_index).transform({"q": query}, run)
+    alone = Combine(None, weights, index=demo_index).transform({"q": query}, run)
+    assert [(h.docid, h.score) for h in with_model["q"]] == [(h.docid, h.score) for h in alone["q"]]
+    assert model.calls == 0
+
+
+def test_training_head_starts_as_the_feature_combination():
+    """Before any step the residual training head scores a list exactly as its features rank it (gate = 0)."""
+    import torch
+
+    from rerank_pipeline.training.loop import ResidualHead
+
+    rng = np.random.default_rng(0)
+    feats = np.column_stack([np.full(6, np.nan), rng.normal(size=6), rng.normal(size=6)])
+    head = ResidualHead({"bm25": 0.4, "dense": 0.6})
+    scores = head(feats, torch.tensor(rng.normal(size=6) * 100, dtype=torch.float32)).detach().numpy()
+    assert scores == pytest.approx(combine_scores(feats, head.weights), abs=1e-6)
+    assert head.stage_config() == {"weights": {"bm25": 0.4, "dense": 0.6}, "gate": 0.0}
+
+
+def test_zscore_columns_treats_absent_and_constant_features_as_zero():
+    x = np.array([[1.0, np.nan, 5.0], [3.0, np.nan, 5.0]])
+    assert zscore_columns(x).tolist() == [[-1.0, 0.0, 0.0], [1.0, 0.0, 0.0]]
+
+
+def test_simplex_grid_covers_every_weight_vector():
+    grid = simplex_grid(3, 0.1)
+    assert len(grid) == comb(10 + 2, 2) and np.allclose(grid.sum(1), 1) and (grid >= 0).all()
+    assert len({tuple(np.round(g, 6)) for g in grid}) == len(grid)
+
+
+def test_leave_one_out_never_fits_a_set_on_itself():
+    # "a" is best on sets 1 and 2, "b" on set 3 by a margin large enough to win the all-set mean.
+    table = {"s1": {"a": 0.9, "b": 0.5}, "s2": {"a": 0.8, "b": 0.6}, "s3": {"a": 0.1, "b": 1.0}}
+    chosen = fit_leave_one_out(table)
+    assert chosen["s3"] == "a"   # fitted on s1, s2 only
+    assert chosen["s1"] == "b"   # s2 + s3: a 0.45, b 0.8
+    assert chosen["*"] == "b"    # all: a 0.6, b 0.7
+    assert fit_leave_one_out({"s1": {"x": 0.2, "y": 0.2}})["*"] == "x"  # ties: the first setting
+
+
+def test_config_combine_block_is_validated_and_builds_the_stage(demo_index):
+    cfg = {"retrievers": [{"type": "bm25"}, {"type": "dense"}],
+           "reranker": {"type": "crossjem", "model": "x", "combine": {"weights": {"bm25": 0.5, "dense": 0.5}}}}
+    validate_config(cfg)
+    for bad in ({"weights": {"tfidf": 1}}, {"weights": {"bm25": -1}}, {"gate": "big"}, {"features": ["x"]}, 3):
+        with pytest.raises(ConfigError, match="combine"):
+            validate_config({**cfg, "reranker": {"type": "crossjem", "combine": bad}})
+    with pytest.raises(ConfigError, match="either interpolate or combine"):
+        validate_config({**cfg, "reranker": {"type": "crossjem", "combine": True, "interpolate": 0.5}})
+
+    from rerank_pipeline.config import combine_stage
+
+    stage = combine_stage(TextLength(), {"weights": {"dense": 1.0}, "gate": 0.0}, demo_index)
+    run = first_stage(demo_index, "oaxaca food")
+    order = [h.docid for h in stage.transform({"q": "oaxaca food"}, run)["q"]]
+    dense = [h.docid for h in demo_index.dense(1000).search({"q": "oaxaca food"})["q"] if h.docid in set(order)]
+    assert order == dense  # dense weight alone: the dual encoder's order (= zero-shot MiniLM cosine)

@@ -1,0 +1,49 @@
+"""The ship gate (benchmarks/ship_default.py) refuses a model that loses where the gate says it must not."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FREE = "free baseline (features, LODO)"
+
+
+def results(model_rows: dict, test: float = 0.80) -> dict:
+    first = {"a/dev": 0.50, "b/dev": 0.60, "c/dev": 0.70, "scifact/test": 0.75}
+    free = {"a/dev": 0.55, "b/dev": 0.62, "c/dev": 0.70, "scifact/test": 0.76}
+    model = {**model_rows, "scifact/test": test}
+    system = "m + features (LODO)"
+    return {"nDCG@10": {"first stage": first, FREE: free, "MiniLM cosine (zero-shot)": free, "m": model,
+                        system: model},
+            "vs_first_stage": {system: {k: (model[k] - first[k], 0.01 if abs(model[k] - first[k]) > 0.05 else 0.5)
+                                        for k in model}},
+            "settings": {system: {"*": {"weights": {"run": 0.2, "bm25": 0.3, "dense": 0.5}, "gate": 0.4}}},
+            "gate_sets": ["a/dev", "b/dev", "c/dev"]}
+
+
+def run_gate(tmp_path, data) -> subprocess.CompletedProcess:
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(data))
+    return subprocess.run([sys.executable, str(ROOT / "benchmarks" / "ship_default.py"), "--model", str(tmp_path / "none"),
+                           "--name", "m", "--results", str(path)], capture_output=True, text=True, cwd=tmp_path)
+
+
+@pytest.mark.parametrize("rows,test,reason", [
+    ({"a/dev": 0.70, "b/dev": 0.70, "c/dev": 0.60}, 0.80, "c/dev: significantly below its first stage"),
+    ({"a/dev": 0.54, "b/dev": 0.62, "c/dev": 0.70}, 0.80, "is not above the free baseline"),
+    ({"a/dev": 0.70, "b/dev": 0.70, "c/dev": 0.72}, 0.70, "scifact/test: 0.7000 below its first stage"),
+])
+def test_gate_refuses_a_model_that_loses(tmp_path, rows, test, reason):
+    out = run_gate(tmp_path, results(rows, test))
+    assert out.returncode == 1 and "NOT shipped" in out.stdout and reason in out.stdout, out.stdout + out.stderr
+
+
+def test_gate_passes_a_model_that_wins_everywhere_it_must(tmp_path):
+    from importlib import util
+
+    spec = util.spec_from_file_location("ship_default", ROOT / "benchmarks" / "ship_default.py")
+    module = util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.gate_failures(results({"a/dev": 0.70, "b/dev": 0.70, "c/dev": 0.72}), "m") == []
