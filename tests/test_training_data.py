@@ -107,3 +107,44 @@ def test_teacher_scores_on_the_fly_equal_explicit_scoring(tiny_encoder):
     before = lists[0].teacher.copy()
     _fill_teacher(teacher, lists[:1], [np.array([0, 1])])   # only item 1 is new
     assert lists[0].teacher[0] == before[0] and not np.isnan(lists[0].teacher[1])
+
+
+def test_lists_over_an_index_carry_the_first_stage_features(tmp_path):
+    """Each candidate's BM25 feature is the score the BM25 retriever gives it (0 where no query word matches)."""
+    ds = make_beir(tmp_path / "set", with_dev=True)
+    idx = dataset_index(ds, tmp_path / "ix", dense=False)
+    lists = build_lists(ds, "train", ListSpec(given_k=5, bm25_k=2, dense_k=0), idx)
+    bm25 = idx.bm25(100).search({l.qid: l.query for l in lists})
+    for l in lists:
+        scores = {h.docid: h.score for h in bm25[l.qid]}
+        np.testing.assert_allclose(l.features[:, 1], [scores.get(d, 0.0) for d in l.docids], rtol=1e-5)
+        assert np.isnan(l.features[:, 0]).all() and np.isnan(l.features[:, 2]).all()  # no run score, no dense stage
+
+
+def test_fine_tuning_starts_from_the_stored_combination(tmp_path, tiny_encoder):
+    """`rerank train --init DIR` keeps the model's feature weights and starts from its gate: the dev figure before
+    training is the stored model's, and a model that does not improve on dev is kept as it was."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from rerank_cli.main import app
+    from rerank_pipeline.rerankers import CrossJEM
+    from rerank_pipeline.training.loop import evaluate_lists
+    from rerank_pipeline.rerankers.combine import weight_vector
+
+    ds = make_beir(tmp_path / "set", with_dev=True)
+    start = CrossJEM.from_encoder(tiny_encoder, device="cpu")
+    start.config["combine"] = {"weights": {"bm25": 1.0}, "gate": 0.5}
+    start.save(tmp_path / "start")
+    result = CliRunner().invoke(app, ["train", "--model", "crossjem", "--init", str(tmp_path / "start"), "--data",
+                                      str(ds.path), "--index-dir", str(tmp_path / "ix"), "--loss", "ce", "--epochs", "1",
+                                      "--list-size", "3", "--lr", "1e-3", "-o", str(tmp_path / "tuned")])
+    assert result.exit_code == 0, result.output
+    state = json.loads((tmp_path / "tuned" / "training.json").read_text())
+    dev = build_lists(ds, "dev", ListSpec(add_positives=False), dataset_index(ds, tmp_path / "ix", dense=False))
+    stored = CrossJEM.load(tmp_path / "start", device="cpu")
+    expected = evaluate_lists(stored, dev, combine=(weight_vector({"bm25": 1.0}), 0.5))
+    assert state["before"]["nDCG@10"] == pytest.approx(expected["nDCG@10"])
+    tuned = json.loads((tmp_path / "tuned" / "rerank_config.json").read_text())["combine"]
+    assert tuned["weights"] == {"bm25": 1.0} and (tuned["gate"] == 0.5) == (state["best_epoch"] == 0)

@@ -16,7 +16,7 @@ def evaluate_dataset(dataset: str | Path, split: str, *, index=None, configs: Se
     """Rows: each run in `runs`; with `rerank_run`, that run and the reranker over it; with `index`, each config's
     pipeline (the built-in default when `configs` is empty), adapted to the stages the index has, and with
     `per_stage` each of its stages. Documents or queries with empty text are kept (a warning counts them)."""
-    from ..config import open_pipeline
+    from ..config import combine_stage, open_pipeline
     from ..io import read_run
     from ..io.beir import BeirDataset
     from ..rerankers import load_reranker
@@ -30,8 +30,12 @@ def evaluate_dataset(dataset: str | Path, split: str, *, index=None, configs: Se
         candidates = Run.from_sorted({q: h for q, h in candidates.items() if q in qrels})
         docs = ds.docs({h.docid for _, hits in candidates.items() for h in hits})
         model = load_reranker({"model": reranker})
+        # A model trained as a feature residual reranks as it was trained: on top of the run's features (no index
+        # here: the dense feature is encoded on the fly, BM25 is absent).
+        stage = combine_stage(model, True, index) if model.config.get("combine") else model
         systems[Path(rerank_run).stem] = candidates
-        systems[f"{Path(rerank_run).stem} >> {model.name}"] = model.rerank(queries, candidates, docs)
+        systems[f"{Path(rerank_run).stem} >> {stage.name}"] = stage.transform(
+            queries, Run.from_sorted(candidates.rankings, docs))
     if index is not None:
         pipes = {}
         for cfg in configs or [None]:

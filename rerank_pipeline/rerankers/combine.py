@@ -71,26 +71,31 @@ class FeatureExtractor:
                 run_scores: Sequence[Sequence[float]] | None = None) -> list[np.ndarray]:
         sizes = [len(d) for d in docids]
         out = np.full((sum(sizes), len(FEATURES)), np.nan)
+        if not sizes or not sum(sizes):
+            return split_by(out, sizes)
+        flat = [d for ds in docids for d in ds]
+        indexed = self.index is not None and all(d in self.index.docstore for d in flat)  # else: documents from elsewhere
         available = self.available
         if "run" in available and run_scores is not None:
-            out[:, 0] = np.concatenate([np.asarray(s, dtype=np.float64) for s in run_scores]) if sizes else []
-        if "bm25" in available:
-            rows = [self.index.docstore.rows(d) for d in docids]
-            out[:, 1] = np.concatenate(self.index.bm25_backend().score_rows(query_texts, rows)) if sizes else []
+            out[:, 0] = np.concatenate([np.asarray(s, dtype=np.float64) for s in run_scores])
+        if "bm25" in available and indexed:
+            rows = split_by(self.index.docstore.rows(flat), sizes)
+            out[:, 1] = np.concatenate(self.index.bm25_backend().score_rows(query_texts, rows))
         if "dense" in available:
-            out[:, 2] = self.cosine(query_texts, docids, docs)
+            stored = indexed and "dense" in self.index.stages
+            out[:, 2] = self.cosine(query_texts, flat, sizes, docs, stored)
         return split_by(out, sizes)
 
-    def cosine(self, query_texts: Sequence[str], docids: Sequence[Sequence[str]], docs) -> np.ndarray:
+    def cosine(self, query_texts: Sequence[str], flat: Sequence[str], sizes: Sequence[int], docs,
+               stored: bool) -> np.ndarray:
         from ..retrievers.dense import encode
 
-        flat = [d for ds in docids for d in ds]
         q_emb = encode(list(query_texts), self.encoder)
-        if self.index is not None and "dense" in self.index.stages and all(d in self.index.docstore for d in flat):
+        if stored:
             d_emb = self.index.embeddings[self.index.docstore.rows(flat)]
         else:
             d_emb = encode(docs.texts(flat), self.encoder)
-        owner = np.repeat(np.arange(len(docids)), [len(d) for d in docids])
+        owner = np.repeat(np.arange(len(sizes)), sizes)
         return np.einsum("nd,nd->n", d_emb, q_emb[owner]).astype(np.float64)
 
 
