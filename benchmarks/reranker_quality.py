@@ -76,7 +76,8 @@ def candidates(root: Path, name: str, split: str, index_dir: Path, max_queries: 
     if run is None:
         run = open_pipeline(idx, None, rerank=False).search(topics)
     else:
-        run = Run.from_sorted({q: run[q] for q in keep if q in run}, idx.docstore)
+        run = Run.from_sorted({q: run[q] for q in keep if q in run})  # texts from the corpus: the index skips empty ones
+        run = Run.from_sorted(run.rankings, ds.docs({h.docid for _, hits in run.items() for h in hits}))
     return topics, qrels, run, ("judged-only" if judged_only else "all queries"), first, idx
 
 
@@ -114,8 +115,7 @@ class SetData:
             use_run = feature != "run" or name in RUN_IS_RETRIEVAL
             extractor = FeatureExtractor(idx, use=(feature,) if use_run else ())
             column, seconds = cached(cache / f"{name}.{split}.{feature}.{self.digest}.npz", lambda: [
-                f[:, FEATURES.index(feature)] for f in extractor.extract(self.texts, self.docids, idx.docstore,
-                                                                         run_scores)])
+                f[:, FEATURES.index(feature)] for f in extractor.extract(self.texts, self.docids, self.docs, run_scores)])
             self.timings[f"{feature} (index)"] = 1000 * seconds / len(self.qids)
             setattr(self, f"_{feature}", column)
         self.features = [np.stack([self._run[i], self._bm25[i], self._dense[i]], axis=1) for i in range(len(self.qids))]

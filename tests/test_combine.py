@@ -134,3 +134,18 @@ def test_config_combine_block_is_validated_and_builds_the_stage(demo_index):
     order = [h.docid for h in stage.transform({"q": "oaxaca food"}, run)["q"]]
     dense = [h.docid for h in demo_index.dense(1000).search({"q": "oaxaca food"})["q"] if h.docid in set(order)]
     assert order == dense  # dense weight alone: the dual encoder's order (= zero-shot MiniLM cosine)
+
+
+def test_candidates_outside_the_index_get_bm25_zero_and_an_encoded_cosine(demo_index):
+    from rerank_pipeline.index.docstore import TextDocs
+    from rerank_pipeline.retrievers.dense import encode
+
+    query = "patagonia japan"
+    docids = [h.docid for h in first_stage(demo_index, query, 3)["q"]]
+    docs = TextDocs({**dict(zip(docids, demo_index.docstore.texts(docids))), "new": "patagonia store in osaka japan"})
+    feats = FeatureExtractor(demo_index).extract([query], [docids + ["new"]], docs)[0]
+    alone = FeatureExtractor(demo_index).extract([query], [docids], docs)[0]
+    np.testing.assert_allclose(feats[:3], alone, atol=1e-6)  # NaN (no run score) where both have it
+    assert feats[3, FEATURES.index("bm25")] == 0.0
+    assert feats[3, FEATURES.index("dense")] == pytest.approx(float(encode([docs.texts(["new"])[0]])[0] @ encode([query])[0]),
+                                                              abs=1e-5)

@@ -74,27 +74,33 @@ class FeatureExtractor:
         if not sizes or not sum(sizes):
             return split_by(out, sizes)
         flat = [d for ds in docids for d in ds]
-        indexed = self.index is not None and all(d in self.index.docstore for d in flat)  # else: documents from elsewhere
+        # Candidates the index does not hold (another corpus, or records its build skipped) are read from `docs`.
+        store = self.index.docstore if self.index is not None else None
+        indexed = np.array([store is not None and d in store for d in flat], dtype=bool)
         available = self.available
         if "run" in available and run_scores is not None:
             out[:, 0] = np.concatenate([np.asarray(s, dtype=np.float64) for s in run_scores])
-        if "bm25" in available and indexed:
-            rows = split_by(self.index.docstore.rows(flat), sizes)
-            out[:, 1] = np.concatenate(self.index.bm25_backend().score_rows(query_texts, rows))
+        if "bm25" in available and indexed.any():
+            rows = [store.rows([d for d, ok in zip(ds, part) if ok])
+                    for ds, part in zip(docids, split_by(indexed, sizes))]
+            out[:, 1] = 0.0  # what the index cannot match scores 0, as in a BM25 search
+            out[indexed, 1] = np.concatenate(self.index.bm25_backend().score_rows(query_texts, rows))
         if "dense" in available:
-            stored = indexed and "dense" in self.index.stages
-            out[:, 2] = self.cosine(query_texts, flat, sizes, docs, stored)
+            out[:, 2] = self.cosine(query_texts, flat, sizes, docs, indexed)
         return split_by(out, sizes)
 
     def cosine(self, query_texts: Sequence[str], flat: Sequence[str], sizes: Sequence[int], docs,
-               stored: bool) -> np.ndarray:
+               indexed: np.ndarray) -> np.ndarray:
+        """Query-candidate cosine: stored embeddings where the index has them, the rest encoded now."""
         from ..retrievers.dense import encode
 
         q_emb = encode(list(query_texts), self.encoder)
-        if stored:
-            d_emb = self.index.embeddings[self.index.docstore.rows(flat)]
-        else:
-            d_emb = encode(docs.texts(flat), self.encoder)
+        d_emb = np.empty((len(flat), q_emb.shape[1]), dtype=np.float32)
+        stored = indexed if self.index is not None and "dense" in self.index.stages else np.zeros_like(indexed)
+        if stored.any():
+            d_emb[stored] = self.index.embeddings[self.index.docstore.rows([d for d, s in zip(flat, stored) if s])]
+        if not stored.all():
+            d_emb[~stored] = encode(docs.texts([d for d, s in zip(flat, stored) if not s]), self.encoder)
         owner = np.repeat(np.arange(len(sizes)), sizes)
         return np.einsum("nd,nd->n", d_emb, q_emb[owner]).astype(np.float64)
 
