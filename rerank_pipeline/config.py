@@ -17,6 +17,7 @@ AXN retrieves with a reranker of its own (retrievers/axn.py):
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -142,8 +143,8 @@ def _validate_combine(block: Any, where: str) -> None:
             isinstance(w, (int, float)) and not isinstance(w, bool) and w >= 0 for w in weights.values()):
         raise ConfigError(f"{where}.weights must map features {list(FEATURES)} to non-negative numbers, got {weights!r}")
     gate = block.get("gate", 0.0)
-    if isinstance(gate, bool) or not isinstance(gate, (int, float)) or gate < 0:
-        raise ConfigError(f"{where}.gate must be a non-negative number, got {gate!r}")
+    if isinstance(gate, bool) or not isinstance(gate, (int, float)) or not math.isfinite(gate):
+        raise ConfigError(f"{where}.gate must be a number, got {gate!r}")
     features = block.get("features", list(FEATURES))
     if not isinstance(features, list) or set(features) - set(FEATURES):
         raise ConfigError(f"{where}.features must be a list of {list(FEATURES)}, got {features!r}")

@@ -96,6 +96,25 @@ def test_training_head_starts_as_the_feature_combination():
     assert head.stage_config() == {"weights": {"bm25": 0.4, "dense": 0.6}, "gate": 0.0}
 
 
+def test_training_gate_is_straight_through_for_the_model():
+    """At gate 0 the model's logits still get the gradient of the combined score (what the features miss), and
+    the gate gets the gradient of its own contribution."""
+    import torch
+
+    from rerank_pipeline.training.losses import softmax_ce_loss
+    from rerank_pipeline.training.loop import ResidualHead
+
+    feats = np.column_stack([np.full(4, np.nan), [3.0, 1.0, 0.0, 2.0], [0.5, 0.1, 0.9, 0.2]])
+    head = ResidualHead({"bm25": 0.5, "dense": 0.5})
+    logits = torch.tensor([0.3, -0.2, 0.8, 0.1], requires_grad=True)
+    y, mask = torch.tensor([[0.0, 1.0, 0.0, 0.0]]), torch.ones(1, 4, dtype=torch.bool)
+    combined = head(feats, logits)
+    softmax_ce_loss(combined[None], y, mask).backward()
+    expected = torch.softmax(combined.detach(), -1) - y[0]  # d CE / d score
+    assert torch.allclose(logits.grad, expected, atol=1e-6)
+    assert head.gate.grad == pytest.approx(float(expected @ logits.detach()), abs=1e-6)
+
+
 def test_zscore_columns_treats_absent_and_constant_features_as_zero():
     x = np.array([[1.0, np.nan, 5.0], [3.0, np.nan, 5.0]])
     assert zscore_columns(x).tolist() == [[-1.0, 0.0, 0.0], [1.0, 0.0, 0.0]]
@@ -121,7 +140,7 @@ def test_config_combine_block_is_validated_and_builds_the_stage(demo_index):
     cfg = {"retrievers": [{"type": "bm25"}, {"type": "dense"}],
            "reranker": {"type": "crossjem", "model": "x", "combine": {"weights": {"bm25": 0.5, "dense": 0.5}}}}
     validate_config(cfg)
-    for bad in ({"weights": {"tfidf": 1}}, {"weights": {"bm25": -1}}, {"gate": "big"}, {"features": ["x"]}, 3):
+    for bad in ({"weights": {"tfidf": 1}}, {"weights": {"bm25": -1}}, {"gate": "big"}, {"gate": float("inf")}, {"features": ["x"]}, 3):
         with pytest.raises(ConfigError, match="combine"):
             validate_config({**cfg, "reranker": {"type": "crossjem", "combine": bad}})
     with pytest.raises(ConfigError, match="either interpolate or combine"):

@@ -173,7 +173,12 @@ class ResidualHead(torch.nn.Module):
     """The combined score during training: scale * (w . z(features)) + gate * model logits. A fresh model's gate
     starts at 0 (step 0 ranks exactly as the features do), a fine-tuned one's at its stored gate; the learned scale
     lets the loss sharpen the feature part without the model having to. Rankings ignore the overall scale, so the
-    stage uses gate / scale."""
+    stage uses gate / scale.
+
+    The gate is straight-through for the model: its logits get the gradient they would get with gate 1, so at
+    step 0 the model learns exactly what the features miss instead of nothing (a plain gate of 0 passes no gradient
+    to the model, and a model that has not learned gives the gate no reason to grow); the gate learns how much of
+    the model to use."""
 
     def __init__(self, weights: dict, gate: float = 0.0):
         super().__init__()
@@ -183,7 +188,8 @@ class ResidualHead(torch.nn.Module):
 
     def forward(self, features: np.ndarray, logits: torch.Tensor) -> torch.Tensor:
         base = torch.from_numpy(combine_scores(features, self.weights)).to(logits.device, torch.float32)
-        return self.log_scale.exp() * base + self.gate * logits.float()
+        logits = logits.float()
+        return self.log_scale.exp() * base + self.gate * logits.detach() + (logits - logits.detach())
 
     def stage_config(self) -> dict:
         return {"weights": {f: float(w) for f, w in zip(FEATURES, self.weights) if w},
