@@ -2,7 +2,7 @@
 zero-shot MiniLM cosine, the free baseline (the first stage's features combined, no model), and each model alone
 and as the residual on top of those features (the Combine stage), all on *the same candidates*.
 
-    python benchmarks/reranker_quality.py --model crossjem=runs/crossjem [--max-queries 100]
+    python benchmarks/reranker_quality.py --model crossjem=runs/crossjem [--max-queries N]   # default: every query
 
 Weights are fitted the way an unseen corpus sees them: leave one dataset out. Each dev set's figure comes from the
 feature weights (and gate) that maximise mean nDCG@10 over the *other* dev sets; test rows use the weights fitted on
@@ -194,8 +194,8 @@ def main() -> None:
     ap.add_argument("--model", action="append", default=[], help="name=model_dir (repeatable)")
     ap.add_argument("--datasets", nargs="+", default=DEV_SETS)
     ap.add_argument("--tests", nargs="*", default=[f"{n}/{s}" for n, s in TEST_SETS])
-    ap.add_argument("--max-queries", type=int, default=100, help="fixed random subset per set (seed 0); 0 = all")
-    ap.add_argument("--max-long-queries", type=int, default=50,
+    ap.add_argument("--max-queries", type=int, default=0, help="a fixed random subset per set (seed 0); 0 = all")
+    ap.add_argument("--max-long-queries", type=int, default=0,
                     help="the same for the long-document sets (scifact, nfcorpus: 100 abstracts per query)")
     ap.add_argument("--weight-step", type=float, default=0.05, help="grid step of the feature weights (simplex)")
     ap.add_argument("--index-dir", type=Path, default=Path("indexes/train"))

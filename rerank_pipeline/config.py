@@ -226,10 +226,10 @@ def open_pipeline(index, config: str | Path | dict[str, Any] | None = None, *, r
                   interpolate: float | None = None) -> Stage:
     """The one way to get a pipeline over an index, for the CLI, the server and Python: the config (a path, a
     dict, or None for the built-in default) adapted to the stages the index has; `rerank=False` drops the
-    reranker; `interpolate` overrides the reranker's interpolation weight."""
+    reranker; `interpolate` mixes the model with the first stage at that weight instead of the config's mix."""
     cfg = dict(config) if isinstance(config, dict) else load_config(config)
     if not rerank:
         cfg.pop("reranker", None)
-    elif interpolate is not None and cfg.get("reranker"):
-        cfg["reranker"] = {**cfg["reranker"], "interpolate": interpolate}
+    elif interpolate is not None and cfg.get("reranker"):  # replaces the feature combination, if any
+        cfg["reranker"] = {**{k: v for k, v in cfg["reranker"].items() if k != "combine"}, "interpolate": interpolate}
     return build_pipeline(adapt_to_index(cfg, index), index)

@@ -192,8 +192,13 @@ class ResidualHead(torch.nn.Module):
         return self.log_scale.exp() * base + self.gate * logits.detach() + (logits - logits.detach())
 
     def stage_config(self) -> dict:
+        """The Combine stage's settings (saved with the model)."""
         return {"weights": {f: float(w) for f, w in zip(FEATURES, self.weights) if w},
                 "gate": float((self.gate / self.log_scale.exp()).detach())}
+
+    def ranking(self) -> tuple[np.ndarray, float]:
+        """(weights, gate) as `evaluate_lists` takes them: the lists ranked as the stage will rank them."""
+        return self.weights, self.stage_config()["gate"]
 
 
 def _save_checkpoint(model: Reranker, optimizer, scheduler, state: dict, directory: Path) -> None:
@@ -253,8 +258,7 @@ def train(model: Reranker, train_lists: list[RankingList], dev_lists: list[Ranki
         model.config["combine"] = head.stage_config()
     if dev_lists and state["epoch"] == 0:
         # Where training starts from is a candidate too: fine-tuning that never beats it on dev keeps it.
-        combine = (head.weights, model.config["combine"]["gate"]) if head is not None else None
-        state["before"] = evaluate_lists(model, dev_lists, combine=combine)
+        state["before"] = evaluate_lists(model, dev_lists, combine=head.ranking() if head is not None else None)
         state["best"] = state["before"].get(cfg.select_by, state["best"])
         model.save(output, fp16=fp16)
         log("before training: " + " ".join(f"{k} {v:.4f}" for k, v in state["before"].items() if "/" not in k))
@@ -302,8 +306,7 @@ def train(model: Reranker, train_lists: list[RankingList], dev_lists: list[Ranki
         if head is not None:
             model.config["combine"] = head.stage_config()  # saved with the model: the Combine stage's settings
             state["residual_head"] = {k: float(v) for k, v in head.state_dict().items()}
-        combine = (head.weights, model.config["combine"]["gate"]) if head is not None else None
-        dev = evaluate_lists(model, dev_lists, combine=combine) if dev_lists else {}
+        dev = evaluate_lists(model, dev_lists, combine=head.ranking() if head is not None else None) if dev_lists else {}
         metric = dev.get(cfg.select_by, -float(running or 0))
         state["history"].append({"epoch": epoch, "train_loss": running, "seconds": round(state["train_seconds"], 1),
                                  **dev})
