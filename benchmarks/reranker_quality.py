@@ -242,8 +242,9 @@ def main() -> None:
                 fits[f"{label} + features (LODO)"] = chosen
 
     lines = [f"Command: `python benchmarks/reranker_quality.py {' '.join(sys.argv[1:])}`", "",
-             f"At most {args.max_queries or 'all'} queries per set, {args.max_long_queries or 'all'} for scifact and "
-             "nfcorpus (fixed random subsets, seed 0). Protocol per row: judged-only = queries with at least one "
+             ("Every query of each set" if not (args.max_queries or args.max_long_queries) else
+              f"At most {args.max_queries or 'all'} queries per set, {args.max_long_queries or 'all'} for scifact and "
+              "nfcorpus (fixed random subsets, seed 0)") + ". Protocol per row: judged-only = queries with at least one "
              "relevant candidate; all queries = every query in the qrels (a query whose relevant documents were not "
              "retrieved scores 0). `(LODO)` rows: the feature weights, then the model's gate on top of them, were "
              "fitted on the other dev sets, never on "
@@ -282,7 +283,8 @@ def main() -> None:
               "|---|" + "---|" * len(next(iter(ablation.values())))]
     lines += [f"| {system} | " + " | ".join(f"{v:.4f}" for v in row.values()) + " |" for system, row in ablation.items()]
     lines += ["", "Cost per query (ms, 2 CPU cores; features read from the set's index unless said; 'on the fly' encodes "
-              "the query and every candidate with MiniLM, timed on 20 queries):", "",
+              "the query and every candidate with MiniLM, timed on 20 queries; each figure is from the run that filled "
+              f"the cache under {args.cache}, some of which shared the cores with a training run):", "",
               "| set | " + " | ".join(next(iter(data.values())).timings) + " |",
               "|---|" + "---|" * len(next(iter(data.values())).timings)]
     lines += [f"| {k} | " + " | ".join(f"{v:.1f}" for v in s.timings.values()) + " |" for k, s in data.items()]

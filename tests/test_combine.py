@@ -8,7 +8,6 @@ from rerank_pipeline.config import ConfigError, open_pipeline, validate_config
 from rerank_pipeline.pipeline import Stage
 from rerank_pipeline.rerankers.combine import (FEATURES, Combine, FeatureExtractor, combine_scores,
                                                fit_leave_one_out, simplex_grid, zscore_columns)
-from rerank_pipeline.types import Hit, Run
 
 
 class TextLength(Stage):

@@ -48,12 +48,15 @@ class Server:
 
 @pytest.fixture(scope="module")
 def server(demo_index, tmp_path_factory, tiny_encoder):
-    """The default first stage reranked by a (tiny, untrained) CROSS-JEM model: the whole serving path."""
+    """The default first stage reranked by a (tiny, untrained) CROSS-JEM model on top of the first stage's
+    features, as configs/crossjem.yaml does: the whole serving path."""
     from rerank_pipeline.rerankers import CrossJEM
 
     root = tmp_path_factory.mktemp("serve")
     log = root / "clicks.sqlite"
-    CrossJEM.from_encoder(tiny_encoder, device="cpu").save(root / "model")
+    model = CrossJEM.from_encoder(tiny_encoder, device="cpu")
+    model.config["combine"] = {"weights": {"bm25": 0.25, "dense": 0.75}, "gate": 0.3}
+    model.save(root / "model")
     config = root / "crossjem.yaml"
     config.write_text((Path(__file__).resolve().parents[1] / "configs" / "crossjem.yaml").read_text()
                       .replace("runs/crossjem", str(root / "model")))
@@ -69,7 +72,7 @@ def test_search_api_and_validation(server):
     assert r.status_code == 200
     data = r.json()
     assert len(data["results"]) == 5 and data["request_id"]
-    assert set(data["timings_ms"]) == {"rrf(bm25, dense)", "crossjem ~ 0.6"}
+    assert set(data["timings_ms"]) == {"rrf(bm25, dense)", "combine(0.25 bm25, 0.75 dense + 0.3 crossjem)"}
     assert [x["rank"] for x in data["results"]] == [1, 2, 3, 4, 5]
     bad = [{"q": "", "k": 5}, {"q": "x", "k": 0}, {"q": "x", "k": 51}, {"q": "x" * 600}, {"k": 3}, {"q": "x", "k": "ten"}]
     for params in bad:
@@ -83,7 +86,7 @@ def test_search_api_and_validation(server):
     health = httpx.get(server.url + "/healthz").json()
     assert health["status"] == "ok" and health["documents"] == 323
     metrics = httpx.get(server.url + "/metrics").text
-    assert 'rerank_stage_seconds_count{stage="crossjem ~ 0.6",system="A"}' in metrics
+    assert 'rerank_stage_seconds_count{stage="combine(0.25 bm25, 0.75 dense + 0.3 crossjem)",system="A"}' in metrics
     assert 'rerank_requests_total{endpoint="/search",status="422"}' in metrics
 
 
@@ -97,7 +100,7 @@ def test_clicks_land_in_the_log_and_report(server):
     report = online_report(server.log, quick_back_s=10)
     row = report["systems"].loc["A"]
     assert row["clicks"] >= 1 and row["quick-back@10s"] > 0 and 0 < row["CTR@5"] <= 1
-    assert "crossjem ~ 0.6" in report["latency_ms"].index
+    assert "combine(0.25 bm25, 0.75 dense + 0.3 crossjem)" in report["latency_ms"].index
 
 
 def test_overload_answers_429(demo_index, tmp_path):
