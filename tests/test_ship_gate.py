@@ -40,10 +40,20 @@ def test_gate_refuses_a_model_that_loses(tmp_path, rows, test, reason):
     assert out.returncode == 1 and "NOT shipped" in out.stdout and reason in out.stdout, out.stdout + out.stderr
 
 
-def test_gate_passes_a_model_that_wins_everywhere_it_must(tmp_path):
+def test_gate_passes_a_model_that_wins_everywhere_it_must_and_writes_its_card(tmp_path):
     from importlib import util
 
     spec = util.spec_from_file_location("ship_default", ROOT / "benchmarks" / "ship_default.py")
     module = util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    assert module.gate_failures(results({"a/dev": 0.70, "b/dev": 0.70, "c/dev": 0.72}), "m") == []
+    data = results({"a/dev": 0.70, "b/dev": 0.70, "c/dev": 0.72})
+    assert module.gate_failures(data, "m") == []
+    data["ablation"] = {FREE: {"all features": 0.62, "without dense": 0.55}, "m + features (LODO)": {
+        "all features": 0.71, "without dense": 0.60}}
+    data["timings_ms"] = {"a/dev": {"bm25 (index)": 0.1, "m": 30.0}}
+    training = {"config": {"loss": "ce", "combine": {"weights": {"bm25": 0.25, "dense": 0.75}}, "list_size": 16,
+                           "lr": 1e-4, "lists_per_epoch": 1200, "epochs": 5},
+                "best_epoch": 3, "history": [{}] * 4, "train_seconds": 1800}
+    card = module.model_card(data, "m", training, data["settings"]["m + features (LODO)"]["*"])
+    assert "| a/dev | 0.5000 | 0.5500 | 0.5500 | 0.7000 | 0.7000 |" in card
+    assert "| mean of 3 dev sets |" in card and "--combine bm25=0.25,dense=0.75" in card and "30 min" in card
