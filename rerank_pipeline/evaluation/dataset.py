@@ -30,8 +30,8 @@ def evaluate_dataset(dataset: str | Path, split: str, *, index=None, configs: Se
         candidates = Run.from_sorted({q: h for q, h in candidates.items() if q in qrels})
         docs = ds.docs({h.docid for _, hits in candidates.items() for h in hits})
         model = load_reranker({"model": reranker})
-        # A model trained as a feature residual reranks as it was trained: on top of the run's features (no index
-        # here: the dense feature is encoded on the fly, BM25 is absent).
+        # A model trained as a feature residual reranks as it was trained: on top of the run's features (with no
+        # index, the dense feature is encoded on the fly and BM25 is absent).
         stage = combine_stage(model, True, index) if model.config.get("combine") else model
         systems[Path(rerank_run).stem] = candidates
         systems[f"{Path(rerank_run).stem} >> {stage.name}"] = stage.transform(
