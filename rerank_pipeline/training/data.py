@@ -173,8 +173,9 @@ def qrels_of(lists: list[RankingList]) -> dict[str, dict[str, int]]:
 
 
 def write_lists_jsonl(lists: list[RankingList], path: str | Path, max_chars: int | None = None) -> None:
-    """The jsonl training format (gzip when the name ends in .gz), teacher scores included: distil once, train
-    many times. `max_chars` cuts texts (a model reads at most a few hundred word pieces anyway)."""
+    """The jsonl training format (gzip when the name ends in .gz), teacher scores and features (4 decimals: what
+    travels to a GPU machine must stay small) included: distil once, train many times. `max_chars` cuts texts (a
+    model reads at most a few hundred word pieces anyway)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp" + path.suffix)
@@ -182,7 +183,7 @@ def write_lists_jsonl(lists: list[RankingList], path: str | Path, max_chars: int
         for l in lists:
             cands = [{"id": d, "text": t[:max_chars], "label": float(y)}
                      | ({"teacher_score": float(l.teacher[i])} if l.teacher is not None else {})
-                     | ({"features": {f: float(v) for f, v in zip(FEATURES, l.features[i]) if not np.isnan(v)}}
+                     | ({"features": {f: round(float(v), 4) for f, v in zip(FEATURES, l.features[i]) if not np.isnan(v)}}
                         if l.features is not None else {})
                      for i, (d, t, y) in enumerate(zip(l.docids, l.texts, l.labels))]
             f.write(json.dumps({"qid": l.qid, "query": l.query, "source": l.source, "candidates": cands}) + "\n")
