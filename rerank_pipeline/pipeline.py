@@ -23,6 +23,19 @@ class Stage:
         """[(stage name, output run), ...] in execution order; the last entry is this stage's output."""
         return [(self.name, self.transform(queries, run))]
 
+    def candidates(self, queries: Queries, run: Run | None) -> tuple[list[str], list[list[str]], list[str]]:
+        """What a reranking stage reads from its input run: the queries that have candidates, their doc ids and the
+        query texts; a clear error when there are no candidates, no document texts or no query text."""
+        if run is None:
+            raise ValueError(f"{self.name} needs candidates: put a retriever before it (retriever >> reranker)")
+        if run.docs is None:
+            raise ValueError(f"{self.name}: the run carries no document source; use rerank(queries, run, docs=...)")
+        qids = [q for q in run if run[q]]
+        missing = [q for q in qids if q not in queries]
+        if missing:
+            raise ValueError(f"{len(missing)} run query ids have no query text (first: {missing[0]!r})")
+        return qids, [[h.docid for h in run[q]] for q in qids], [queries[q] for q in qids]
+
     def search(self, queries: QueryInput, run: Run | None = None) -> Run:
         return self.transform(as_queries(queries), run)
 

@@ -158,16 +158,8 @@ class Reranker(Stage):
         return torch.autocast("cpu", enabled=False)
 
     def transform(self, queries: Queries, run: Run | None = None) -> Run:
-        if run is None:
-            raise ValueError(f"{self.name} needs candidates: put a retriever before it (retriever >> reranker)")
-        if run.docs is None:
-            raise ValueError(f"{self.name}: the run carries no document source; use rerank(queries, run, docs=...)")
-        qids = [q for q in run if run[q]]
-        missing = [q for q in qids if q not in queries]
-        if missing:
-            raise ValueError(f"{len(missing)} run query ids have no query text (first: {missing[0]!r})")
-        docids = [[h.docid for h in run[q]] for q in qids]
-        return Run.from_scores(qids, docids, self.score_docs([queries[q] for q in qids], docids, run.docs), run.docs)
+        qids, docids, texts = self.candidates(queries, run)
+        return Run.from_scores(qids, docids, self.score_docs(texts, docids, run.docs), run.docs)
 
     def score_docs(self, query_texts: Sequence[str], docids: Sequence[Sequence[str]],
                    docs: DocSource) -> list[np.ndarray]:

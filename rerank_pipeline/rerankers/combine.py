@@ -125,14 +125,7 @@ class Combine(Stage):
         return cls(reranker, spec["weights"], spec.get("gate", 0.0), index, features=spec.get("features"))
 
     def transform(self, queries: Queries, run: Run | None = None) -> Run:
-        if run is None or run.docs is None:
-            raise ValueError(f"{self.name} needs candidates with their texts: put a retriever before it")
-        qids = [q for q in run if run[q]]
-        missing = [q for q in qids if q not in queries]
-        if missing:
-            raise ValueError(f"{len(missing)} run query ids have no query text (first: {missing[0]!r})")
-        docids = [[h.docid for h in run[q]] for q in qids]
-        texts = [queries[q] for q in qids]
+        qids, docids, texts = self.candidates(queries, run)
         features = self.extractor.extract(texts, docids, run.docs, [[h.score for h in run[q]] for q in qids])
         model = (self.reranker.score_docs(texts, docids, run.docs) if self.reranker is not None and self.gate
                  else [None] * len(qids))
