@@ -93,7 +93,7 @@ def update_index(index: Index, add: str | Path | None = None, delete: Sequence[s
             progress.advance(task)
         if "dense" in index.stages:
             task = progress.add_task("encoding", total=len(added))
-            old = np.load(index.path / "dense" / "embeddings.npy", mmap_mode="r")
+            old = index.embeddings
             new = encode(list(added.values()), manifest["dense"]["encoder"]) if added else \
                 np.zeros((0, old.shape[1]), np.float32)
             progress.advance(task, len(added))

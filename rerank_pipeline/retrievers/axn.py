@@ -182,7 +182,7 @@ def fit_axn(index, reranker, queries: Sequence[str] | None = None, pseudo: int =
     started = time.time()
     source = "training queries" if queries else f"{pseudo} pseudo queries sampled from document text"
     texts = list(queries) if queries else pseudo_queries(store.texts(store.docids), pseudo)
-    item_init = np.load(index.path / "dense" / "embeddings.npy")
+    item_init = index.embeddings
     query_init = encode(texts, index.manifest["dense"]["encoder"])
     dual, rows = index.faiss_index().search(query_init, min(k_d, len(store)))
     score = reranker_scorer(reranker, texts, store)
