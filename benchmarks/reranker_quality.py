@@ -111,14 +111,15 @@ class SetData:
         self.cache = cache
         self.timings: dict[str, float] = {}  # ms per query
         run_scores = [[h.score for h in run[q]] for q in self.qids]
+        columns = []
         for feature in FEATURES:
             use_run = feature != "run" or name in RUN_IS_RETRIEVAL
             extractor = FeatureExtractor(idx, use=(feature,) if use_run else ())
             column, seconds = cached(cache / f"{name}.{split}.{feature}.{self.digest}.npz", lambda: [
                 f[:, FEATURES.index(feature)] for f in extractor.extract(self.texts, self.docids, self.docs, run_scores)])
             self.timings[f"{feature} (index)"] = 1000 * seconds / len(self.qids)
-            setattr(self, f"_{feature}", column)
-        self.features = [np.stack([self._run[i], self._bm25[i], self._dense[i]], axis=1) for i in range(len(self.qids))]
+            columns.append(column)
+        self.features = [np.stack(per_query, axis=1) for per_query in zip(*columns)]  # [candidates x FEATURES]
         sample = slice(0, min(20, len(self.qids)))  # what the dense feature costs without stored embeddings
         _, seconds = cached(cache / f"{name}.{split}.onthefly.{self.digest}.npz", lambda: [encode(
             self.texts[sample] + [t for ds in self.docids[sample] for t in self.docs.texts(ds)])[:, 0]])
