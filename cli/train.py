@@ -68,6 +68,7 @@ def train(
     from rerank_pipeline.training import ListSpec, TrainConfig, load_many
     from rerank_pipeline.training import train as run_training
 
+    weights = parse_weights(combine) if combine else None  # a typo fails before any list is built
     if model == ModelKind.mice and teacher is None:
         fail("--model mice: MICE is cut from a trained pointwise cross-encoder and distilled from it; pass --teacher DIR")
     try:
@@ -87,7 +88,7 @@ def train(
             net = MICE.from_teacher(teacher, merge_layer=merge_layer, depth=depth, **extra)
         else:
             net = RERANKERS[model.value].from_encoder(encoder, **extra)
-        residual = {"weights": parse_weights(combine)} if combine else net.config.get("combine")
+        residual = {"weights": weights} if weights else net.config.get("combine")
         cfg = TrainConfig(loss=loss.value, epochs=epochs, lr=lr, lists_per_step=lists_per_step, grad_accum=grad_accum,
                           list_size=list_size, seed=seed, patience=patience, lists_per_epoch=lists_per_epoch,
                           mix_temperature=mix_temperature, label_mix=label_mix, combine=residual)
