@@ -30,15 +30,18 @@ def test_group_input_and_pooling_matrix_follow_algorithms_1_and_2():
     items = [ids(30, 10, 20), ids(20, 40, 20), ids(50)]
     g = build_group(0, ids(7, 8), items, np.arange(3), CLS, SEP)
     assert g.input_ids.tolist() == [CLS, 7, 8, SEP, 10, 20, 30, 40, 50]  # [CLS] q [SEP] sorted union
-    batch = collate([g])
-    pool = batch.pool[0].numpy()
-    selected = [set(np.flatnonzero(row).tolist()) for row in pool]
+    batch = collate([g], offsets=[5])
+    cols, items, pos = batch.tok_col.numpy(), batch.tok_item.numpy(), batch.tok_pos.numpy()
+    query_part = set(range(1, int(batch.n_query[0])))
+    selected = [query_part | set(cols[items == j].tolist()) for j in range(3)]
     # query tokens (1, 2) and [SEP] (3), not [CLS] (0), plus each item's union positions; repeats pooled once
     assert selected == [{1, 2, 3, 4, 5, 6}, {1, 2, 3, 5, 7}, {1, 2, 3, 8}]
-    assert np.allclose(pool.sum(1), 1.0)
+    assert len(cols) == len(set(zip(items.tolist(), cols.tolist())))
     assert batch.token_type_ids[0].tolist() == [0, 0, 0, 0, 1, 1, 1, 1, 1]
     # Appendix F positions: item 1 = (20, 40, 20): token 20 first at position 0, token 40 at 1
-    assert sorted(batch.pos_index[0, 1][batch.pos_index[0, 1] >= 0].tolist()) == [0, 1]
+    assert sorted(pos[items == 1].tolist()) == [0, 1]
+    # every candidate's slot in the padded logits and its place in the call's flat output (offset 5 for query 0)
+    assert batch.slot.tolist() == [0, 1, 2] and batch.target.tolist() == [5, 6, 7]
 
 
 def test_grouping_respects_capacity_and_uses_overlap():

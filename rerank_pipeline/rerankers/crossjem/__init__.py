@@ -41,16 +41,11 @@ class CrossJEM(Reranker):
                max_batch_tokens: int | None = None) -> list[torch.Tensor]:
         groups = pack(query_ids, candidates, self.config["union_capacity"], self.tokenizer.cls_token_id,
                       self.tokenizer.sep_token_id)
-        out = [torch.zeros(len(c), device=self.device) for c in candidates]
-        pieces: list[list[tuple[torch.Tensor, torch.Tensor]]] = [[] for _ in candidates]
+        sizes = [len(c) for c in candidates]
+        offsets = np.cumsum([0] + sizes[:-1])
+        values, targets = [], []
         for part in batches(groups, max_batch_tokens or self.config["max_batch_tokens"]):
-            batch = collate(part).to(self.device)
-            logits = self.network(batch)
-            for row, g in enumerate(part):
-                pieces[g.query].append((torch.from_numpy(g.items).to(self.device), logits[row, : len(g.items)]))
-        for q, parts in enumerate(pieces):
-            if parts:
-                index = torch.cat([i for i, _ in parts])
-                out[q] = torch.zeros(len(candidates[q]), device=self.device, dtype=parts[0][1].dtype).index_copy(
-                    0, index, torch.cat([v for _, v in parts]))
-        return out
+            batch = collate(part, offsets).to(self.device)
+            values.append(self.network(batch).flatten()[batch.slot])
+            targets.append(batch.target)
+        return self.per_query(values, targets, sizes)

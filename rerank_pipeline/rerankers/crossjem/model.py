@@ -31,19 +31,24 @@ class CrossJEMNetwork(nn.Module):
         self.pe_scale = nn.Parameter(torch.tensor(0.1)) if position_encoding else None
 
     def forward(self, batch: Batch) -> torch.Tensor:
-        """Logits [B, N] for every candidate of every group in the batch, from one encoder pass."""
+        """Logits [B, N] for every candidate slot of every group in the batch, from one encoder pass. Pooling is
+        a gather and a scatter-add over the batch's index arrays, in fp32 whatever the autocast."""
         hidden = self.encoder(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
-                              token_type_ids=batch.token_type_ids).last_hidden_state
-        pooled = torch.bmm(batch.pool.to(hidden.dtype), hidden)  # [B, N, d]: all selective means at once
+                              token_type_ids=batch.token_type_ids).last_hidden_state.float()
+        rows, length, _ = hidden.shape
+        positions = torch.arange(length, device=hidden.device)
+        # Section 3.1 pools T_q, [SEP] and the item's tokens; [CLS] (position 0) is not among them.
+        query_part = ((positions >= 1) & (positions < batch.n_query[:, None])).float()          # [B, L]
+        query_sum = torch.bmm(query_part[:, None, :], hidden)[:, 0]                               # [B, d]
+        tokens = hidden[batch.tok_row, batch.tok_col]                                             # [T, d]
         if self.position_encoding:
             # Added literally (h_t + PE(p_t), then the mean), the encodings contribute the mean of PE over the
             # positions 0..n-1 whatever token sits where: mean pooling is linear and the union state h_t is shared by
             # all items, so order stays invisible. Modulating the token state by its position instead,
             # h_t + a * PE(p_t) * h_t, makes the pooled vector depend on which token is at which position.
-            valid = (batch.pos_index >= 0)[..., None]
-            rows = torch.arange(hidden.shape[0], device=hidden.device)[:, None, None]
-            tokens = hidden[rows, batch.col_index]                                # [B, N, T, d]
-            pe = self.pe.to(hidden.dtype)[batch.pos_index.clamp(min=0)]
-            weight = batch.pool.amax(-1, keepdim=True).to(hidden.dtype)       # 1 / tokens pooled for the item
-            pooled = pooled + self.pe_scale * (pe * tokens * valid).sum(2) * weight
-        return self.head(pooled).squeeze(-1)
+            tokens = tokens + self.pe_scale * self.pe[batch.tok_pos] * tokens
+        slots = batch.tok_row * batch.n_items + batch.tok_item
+        sums = query_sum.repeat_interleave(batch.n_items, 0).index_add(0, slots, tokens)        # [B * N, d]
+        counts = (batch.n_query - 1).repeat_interleave(batch.n_items).float().index_add(
+            0, slots, torch.ones_like(slots, dtype=torch.float32))
+        return self.head(sums / counts[:, None]).view(rows, batch.n_items)

@@ -1,8 +1,8 @@
 """Turning (query, candidate list) into CROSS-JEM encoder inputs.
 
 For one group of candidates the encoder input is `[CLS] q [SEP] u_1 .. u_M` with u the sorted union of the
-candidates' word-piece ids (Algorithm 2), and the pooling matrix row of candidate j selects the query tokens, the
-[SEP] and the union positions of j's tokens (Section 3.1; Algorithm 1's mask), normalised to a mean.
+candidates' word-piece ids (Algorithm 2), and candidate j pools (a mean) the query tokens, the [SEP] and the union
+positions of j's tokens (Section 3.1; Algorithm 1's mask), given as index arrays rather than a dense matrix.
 
 A list whose union exceeds the capacity L_u is split into groups that fit, formed by token overlap (see
 `group_candidates`), which keeps unions small and so needs fewer, shorter encoder passes than splitting in list
@@ -224,52 +224,60 @@ def pack(query_ids: Sequence[np.ndarray], candidates: Sequence[Sequence[np.ndarr
 
 @dataclass
 class Batch:
-    input_ids: torch.Tensor       # [B, L]
-    attention_mask: torch.Tensor  # [B, L]
-    token_type_ids: torch.Tensor  # [B, L]: 0 for [CLS] q [SEP], 1 for the union
-    pool: torch.Tensor            # [B, N, L]: row-normalised selective-pooling weights
-    pos_index: torch.Tensor       # [B, N, T]: in-item positions of each candidate's pooled union tokens (-1 pad)
-    col_index: torch.Tensor       # [B, N, T]: their positions in input_ids (0 where padded)
+    """A padded batch of groups and its pooling as index arrays (no dense [B, N, L] matrix): every pooled union
+    token once, as (row, item, column, in-item position); the query part is shared by all items of a row. All of
+    it lives in one int64 buffer, so moving a batch to the device is one copy."""
+    buffer: torch.Tensor
+    rows: int                     # B
+    length: int                   # L
+    n_items: int                  # N: most candidates in one group (rows padded to it)
+    n_tokens: int                 # T: pooled union tokens in the whole batch
+    n_slots: int                  # S: candidates in the whole batch
+
+    def _part(self, k: int) -> torch.Tensor:
+        b, l, t, s = self.rows, self.length, self.n_tokens, self.n_slots
+        sizes = (b * l, b * l, b * l, b, t, t, t, t, s, s)
+        return self.buffer.split(sizes)[k]
+
+    input_ids = property(lambda self: self._part(0).view(self.rows, self.length))
+    attention_mask = property(lambda self: self._part(1).view(self.rows, self.length))
+    token_type_ids = property(lambda self: self._part(2).view(self.rows, self.length))  # 0: [CLS] q [SEP]; 1: union
+    n_query = property(lambda self: self._part(3))    # [B]: len([CLS] q [SEP]); positions 1 .. n_query-1 pooled
+    tok_row = property(lambda self: self._part(4))    # [T]: the row of each pooled union token
+    tok_item = property(lambda self: self._part(5))   # [T]: ... the item (0 .. N-1) in its group that pools it
+    tok_col = property(lambda self: self._part(6))    # [T]: ... its position in input_ids
+    tok_pos = property(lambda self: self._part(7))    # [T]: ... its first position inside the item (Appendix F)
+    slot = property(lambda self: self._part(8))       # [S]: row * N + item of every real candidate, group order
+    target = property(lambda self: self._part(9))     # [S]: where its score goes in the flat output of the call
 
     def to(self, device) -> "Batch":
-        for name in ("input_ids", "attention_mask", "token_type_ids", "pool", "pos_index", "col_index"):
-            setattr(self, name, getattr(self, name).to(device, non_blocking=True))
-        return self
+        return Batch(self.buffer.to(device, non_blocking=True), self.rows, self.length, self.n_items, self.n_tokens,
+                     self.n_slots)
 
 
-def collate(groups: Sequence[Group]) -> Batch:
-    """Pad groups into one batch and build every pooling matrix with a single scatter (no per-token loops)."""
+def collate(groups: Sequence[Group], offsets: Sequence[int] | None = None) -> Batch:
+    """Pad groups into one batch with the pooling as index arrays; `offsets[q]` is where query q's candidates
+    start in the flat output (default 0 for every query)."""
     b = len(groups)
     seq = max(len(g.input_ids) for g in groups)
     n_items = max(len(g.items) for g in groups)
     input_ids = np.zeros((b, seq), np.int64)
     attention = np.zeros((b, seq), np.int64)
     types = np.zeros((b, seq), np.int64)
-    pool = np.zeros((b, n_items, seq), np.float32)
-    item_mask = np.zeros((b, n_items), bool)
     for i, g in enumerate(groups):
         n = len(g.input_ids)
         input_ids[i, :n] = g.input_ids
         attention[i, :n] = 1
         types[i, g.n_query:n] = 1
-        item_mask[i, : len(g.items)] = True
-        pool[i, : len(g.items), : g.n_query] = 1.0  # query tokens + [SEP] (and [CLS], zeroed below)
-        pool[i, g.item_rows, g.item_cols] = 1.0
-    pool[:, :, 0] = 0.0  # Section 3.1 pools T_q, [SEP] and the item's tokens; [CLS] is not among them
-    pool[~item_mask] = 0.0
-    counts = pool.sum(-1, keepdims=True)
-    pool = np.divide(pool, counts, out=np.zeros_like(pool), where=counts > 0)
-    max_tok = max((np.bincount(g.item_rows).max() if len(g.item_rows) else 1) for g in groups)
-    pos_index = np.full((b, n_items, max_tok), -1, np.int64)
-    col_index = np.zeros((b, n_items, max_tok), np.int64)
-    for i, g in enumerate(groups):
-        order = np.argsort(g.item_rows, kind="stable")
-        rows = g.item_rows[order]
-        slot = np.arange(len(rows)) - np.searchsorted(rows, rows)  # rank of each token within its item
-        pos_index[i, rows, slot] = g.item_token_pos[order]
-        col_index[i, rows, slot] = g.item_cols[order]
-    return Batch(torch.from_numpy(input_ids), torch.from_numpy(attention), torch.from_numpy(types),
-                 torch.from_numpy(pool), torch.from_numpy(pos_index), torch.from_numpy(col_index))
+    starts = np.asarray(offsets, np.int64)[[g.query for g in groups]] if offsets is not None else np.zeros(b, np.int64)
+    parts = [input_ids.ravel(), attention.ravel(), types.ravel(), np.array([g.n_query for g in groups], np.int64),
+             np.repeat(np.arange(b), [len(g.item_rows) for g in groups]),
+             *(np.concatenate([getattr(g, f) for g in groups]).astype(np.int64, copy=False)
+               for f in ("item_rows", "item_cols", "item_token_pos")),
+             np.concatenate([i * n_items + np.arange(len(g.items)) for i, g in enumerate(groups)]),
+             np.concatenate([s + g.items for s, g in zip(starts, groups)]).astype(np.int64, copy=False)]
+    buffer = torch.from_numpy(np.concatenate(parts))
+    return Batch(buffer, b, seq, n_items, len(parts[4]), len(parts[8]))
 
 
 def batches(groups: Sequence[Group], max_tokens: int, max_groups: int = 64) -> list[list[Group]]:
