@@ -60,6 +60,7 @@ def train(
     depth: int = typer.Option(5, "--depth", min=2, help="MICE d: layers m..d-1 interact, the rest are dropped."),
     seed: int = typer.Option(13, "--seed"),
     patience: int = typer.Option(2, "--patience", min=1),
+    max_minutes: Optional[float] = typer.Option(None, "--max-minutes", min=0.1, help="Wall-clock budget: no epoch starts that would end past it (at the last epoch's pace)."),
     fp16: bool = typer.Option(False, "--fp16", help="Store weights as fp16 (half the size)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUTPUT/checkpoint."),
 ) -> None:
@@ -91,7 +92,8 @@ def train(
         residual = {"weights": weights} if weights else net.config.get("combine")
         cfg = TrainConfig(loss=loss.value, epochs=epochs, lr=lr, lists_per_step=lists_per_step, grad_accum=grad_accum,
                           list_size=list_size, seed=seed, patience=patience, lists_per_epoch=lists_per_epoch,
-                          mix_temperature=mix_temperature, label_mix=label_mix, combine=residual)
+                          mix_temperature=mix_temperature, label_mix=label_mix, combine=residual,
+                          max_seconds=60 * max_minutes if max_minutes else None)
         state = run_training(net, train_lists, dev_lists, cfg, output, resume=resume, fp16=fp16,
                              log=lambda m: console.print(m, highlight=False),
                              teacher=Reranker.load(teacher) if teacher is not None else None)

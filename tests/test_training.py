@@ -91,3 +91,29 @@ def test_lists_jsonl_keeps_features(tmp_path):
     back = load_jsonl_lists(tmp_path / "l.jsonl.gz")
     np.testing.assert_array_equal(back[0].features, lists[0].features)
     assert back[1].features is None
+
+
+def test_time_budget_stops_before_an_epoch_that_would_overrun(tiny_encoder, tmp_path, monkeypatch):
+    """Each epoch takes 10 (fake) seconds: a 25 s budget runs epochs 1 and 2, and epoch 3, due to end at 30 s,
+    never starts; without a budget all four run."""
+    import rerank_pipeline.training.loop as loop
+
+    now = [0.0]
+    monkeypatch.setattr(loop.time, "time", lambda: now[0])
+    real_order = loop.mixed_order
+
+    def slow_order(*args):  # called once at the start of each epoch
+        now[0] += 10.0
+        return real_order(*args)
+
+    monkeypatch.setattr(loop, "mixed_order", slow_order)
+
+    def run(budget):
+        now[0] = 0.0
+        model = CrossJEM.from_encoder(tiny_encoder, device="cpu")
+        cfg = TrainConfig(loss="rpl", epochs=4, lr=1e-3, lists_per_step=8, list_size=4, patience=9, max_seconds=budget)
+        return train(model, toy_lists(16, 1), [], cfg, tmp_path / str(budget), show_progress=False, log=lambda m: None)
+
+    assert [h["epoch_seconds"] for h in run(None)["history"]] == [10.0] * 4
+    state = run(25.0)
+    assert [h["epoch"] for h in state["history"]] == [1, 2] and state["train_seconds"] == 20.0

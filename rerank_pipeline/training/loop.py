@@ -47,6 +47,7 @@ class TrainConfig:
     mix_temperature: float = 0.5  # set s gets a share of each epoch proportional to n_s ** T (1 = as the data is)
     max_grade: dict = field(default_factory=dict)  # per source, from the data: labels / max_grade -> [0, 1]
     combine: dict | None = None  # {weights, gate}: train the model as the residual of the features' combination
+    max_seconds: float | None = None  # no epoch starts that would, at the last epoch's pace, end past this budget
 
 
 def score_lists(model: Reranker, lists: list[RankingList], show_progress: bool = False,
@@ -267,6 +268,11 @@ def train(model: Reranker, train_lists: list[RankingList], dev_lists: list[Ranki
         if epoch - state["best_epoch"] > cfg.patience:
             log(f"early stop: no dev improvement for {cfg.patience} epochs")
             break
+        if cfg.max_seconds and state["history"] and time.time() - started + state["history"][-1].get("epoch_seconds", 0.0) \
+                > cfg.max_seconds:
+            log(f"stopped before epoch {epoch}: it would end past the {cfg.max_seconds:.0f} s budget")
+            break
+        epoch_started = time.time()
         rng = random.Random(cfg.seed * 1000 + epoch)  # per-epoch seed: resumed runs see the same order
         order = mixed_order([l.source for l in train_lists], cfg.lists_per_epoch, cfg.mix_temperature, cfg.seed,
                             epoch)
@@ -309,7 +315,7 @@ def train(model: Reranker, train_lists: list[RankingList], dev_lists: list[Ranki
         dev = evaluate_lists(model, dev_lists, combine=head.ranking() if head is not None else None) if dev_lists else {}
         metric = dev.get(cfg.select_by, -float(running or 0))
         state["history"].append({"epoch": epoch, "train_loss": running, "seconds": round(state["train_seconds"], 1),
-                                 **dev})
+                                 "epoch_seconds": round(time.time() - epoch_started, 1), **dev})
         log(f"epoch {epoch}: loss {running:.4f} ({state['train_seconds']:.0f} s) "
             + " ".join(f"{k} {v:.4f}" for k, v in dev.items() if "/" not in k))
         state["epoch"] = epoch
