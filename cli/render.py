@@ -45,7 +45,8 @@ def indexes(index_dir, found) -> Table:
 
 
 def training(state: dict, title: str) -> Table:
-    shown = [k for k in state["history"][0] if k not in ("epoch", "train_loss", "seconds") and "/" not in k]
+    shown = [k for k in state["history"][0] if k not in ("epoch", "train_loss", "seconds", "epoch_seconds")
+             and "/" not in k]
     table = _table(title + "; dev: judged-only, mean over datasets", ("epoch", "train loss", "seconds", *shown))
     if state.get("before"):
         table.add_row("before", "-", "0", *[f"{state['before'][k]:.4f}" for k in shown])
@@ -81,19 +82,20 @@ def frame(title: str, df) -> Table:
 
 
 BENCH_HEAD = ["N", "device", "queries", "CROSS-JEM ms", "pointwise ms", "CROSS-JEM x", "MICE ms", "MICE x",
-              "MICE fly ms", "ST CE ms", "CROSS-JEM offline/s", "pointwise offline/s", "packing", "groups", "union tok",
-              "tok/item"]
-BENCH_NOTE = ("Median ms per query (each query scored alone), token ids in. x: speed-up over pointwise in the same run. "
+              "MICE fly ms", "ST CE ms", "CROSS-JEM offline/s", "pointwise offline/s", "CROSS-JEM peak MiB",
+              "pointwise peak MiB", "packing", "groups", "union tok", "tok/item"]
+BENCH_NOTE = ("Median ms per query (each query scored alone), token ids in. x: speed-up over the faster of pointwise and ST CE in the same run. "
               "MICE ms: document states stored at index time; MICE fly ms: computed per call. ST CE: "
               "sentence-transformers CrossEncoder over the pointwise weights, tokenization included. offline/s: "
-              "candidate scores per second with all queries' lists in one call. packing: share of CROSS-JEM time; "
+              "candidate scores per second with all queries' lists in one call; peak MiB: its peak device memory (GPU only). packing: share of CROSS-JEM time; "
               "groups per query, union tokens per group, word pieces per item.")
 
 
 def bench_cells(rows) -> list[list[str]]:
     return [[str(r.n_items), r.device, str(r.queries), f"{r.crossjem_ms:.1f}", f"{r.pointwise_ms:.1f}",
              f"{r.speedup:.2f}x", f"{r.mice_ms:.1f}", f"{r.mice_speedup:.2f}x", f"{r.mice_fly_ms:.1f}",
-             f"{r.peer_ms:.1f}", f"{r.crossjem_offline:,.0f}", f"{r.pointwise_offline:,.0f}", f"{100 * r.packing_ms / r.crossjem_ms:.1f}%",
+             f"{r.peer_ms:.1f}", f"{r.crossjem_offline:,.0f}", f"{r.pointwise_offline:,.0f}",
+             *(f"{m:,.0f}" if m == m else "-" for m in (r.crossjem_peak_mb, r.pointwise_peak_mb)), f"{100 * r.packing_ms / r.crossjem_ms:.1f}%",
              f"{r.groups_per_query:.1f}", f"{r.union_tokens:.0f}", f"{r.item_tokens:.1f}"]
             for r in rows]
 

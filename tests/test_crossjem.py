@@ -166,7 +166,10 @@ def test_bench_command_reports_every_model(tmp_path):
     assert row[1].strip() == "30" and float(row[4]) > 0 and float(row[5]) > 0 and row[6].strip().endswith("x")
     assert float(row[7]) > 0 and row[8].strip().endswith("x") and float(row[9]) > 0  # MICE stored / on the fly
     assert float(row[10]) > 0 and float(row[11].replace(",", "")) > 0 and float(row[12].replace(",", "")) > 0
-    assert 0 < float(row[13].strip().rstrip("%")) < 100
+    assert row[13].strip() == row[14].strip() == "-"  # peak device memory: GPU only
+    assert 0 < float(row[15].strip().rstrip("%")) < 100
+    # the speed-up is over the faster of the two pointwise baselines (ours, sentence-transformers')
+    assert float(row[6].strip().rstrip("x")) == pytest.approx(min(float(row[5]), float(row[10])) / float(row[4]), rel=0.05)
 
 
 def test_default_pipeline_matches_what_ships_and_finds_both_words_first(demo_index):
