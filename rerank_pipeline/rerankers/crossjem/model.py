@@ -39,7 +39,7 @@ class CrossJEMNetwork(nn.Module):
         positions = torch.arange(length, device=hidden.device)
         # Section 3.1 pools T_q, [SEP] and the item's tokens; [CLS] (position 0) is not among them.
         query_part = ((positions >= 1) & (positions < batch.n_query[:, None])).float()          # [B, L]
-        query_sum = torch.bmm(query_part[:, None, :], hidden)[:, 0]                               # [B, d]
+        query_sum = (hidden * query_part[..., None]).sum(1)  # [B, d]; elementwise, so autocast keeps it fp32
         tokens = hidden[batch.tok_row, batch.tok_col]                                             # [T, d]
         if self.position_encoding:
             # Added literally (h_t + PE(p_t), then the mean), the encodings contribute the mean of PE over the
