@@ -99,13 +99,14 @@ print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'transforme
   if [ "$DRY" = 1 ]; then SIZE="--epochs 1 --lists-per-epoch 32 --max-minutes 2"
   else SIZE="--epochs 12 --lists-per-epoch 4000 --max-minutes ${TRAIN_MINUTES:-3.0}"; fi
   time $R train --model crossjem --loss ce --combine "${WEIGHTS:-bm25=0.25,dense=0.75}" --data "$WORK/train.jsonl" \
-    --dev-data "$WORK/dev.jsonl" --list-size 16 --lists-per-step 16 --lr 1e-4 --patience 3 $SIZE \
+    --dev-data "$WORK/dev.jsonl" --list-size 16 --lists-per-step 16 --lr ${LR:-1e-4} --patience 3 $SIZE \
     --output "$WORK/crossjem" || status=1
   cp "$WORK/crossjem/training.json" "$WORK/report/" 2>/dev/null
   $PY -c "from rerank_pipeline.rerankers import Reranker
 Reranker.load('$WORK/crossjem').save('$WORK/pack/crossjem', fp16=True)" &&
     tar -C "$WORK/pack" -cf - crossjem | split -b 15M - "$OUT/crossjem.tar.part-" || status=1
 
+  [ -n "${SKIP_BENCH:-}" ] && { tar -C "$WORK/report" -czf "$OUT/reports.tar.gz" .; return $status; }
   echo "== 2. rerank bench on the device"
   if [ "$DRY" = 1 ]; then SIZE="-n 20 --queries 2 --repeats 1"; else SIZE="-n 100 -n 700 --queries 10 --repeats 5"; fi
   for s in $BENCH_SETS; do

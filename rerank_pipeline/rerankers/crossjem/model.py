@@ -51,4 +51,5 @@ class CrossJEMNetwork(nn.Module):
         sums = query_sum.repeat_interleave(batch.n_items, 0).index_add(0, slots, tokens)        # [B * N, d]
         counts = (batch.n_query - 1).repeat_interleave(batch.n_items).float().index_add(
             0, slots, torch.ones_like(slots, dtype=torch.float32))
-        return self.head(sums / counts[:, None]).view(rows, batch.n_items)
+        with torch.autocast(hidden.device.type, enabled=False):  # bf16 logits would tie close candidates
+            return self.head(sums / counts[:, None]).view(rows, batch.n_items)
