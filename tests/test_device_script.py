@@ -1,0 +1,46 @@
+"""The GPU session's one command (benchmarks/device.sh) end to end on the CPU: export its inputs for one small set,
+then `run --dry-run`, which blocks the modules the device lacks and reads MiniLM from the carried fp16 copy. A typo
+or a missing file fails here, not in the few minutes a GPU is lent."""
+import io
+import os
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DATASETS = ROOT.parent / "shared" / "datasets"
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not (DATASETS / "amazon-google").is_dir(), reason="needs ../shared/datasets")]
+
+
+def test_device_script_exports_and_dry_runs(tmp_path):
+    env = {**os.environ, "GPU_DIR": str(tmp_path / "gpu"), "WHEEL_DIR": str(tmp_path / "whl"),
+           "INDEX_DIR": str(tmp_path / "indexes"), "TRAIN_SETS": "amazon-google", "BENCH_SETS": "amazon-google",
+           "MAX_LISTS": "40", "OUT": str(tmp_path / "out")}
+    script = ROOT / "benchmarks" / "device.sh"
+    export = subprocess.run(["bash", str(script), "export"], env=env, capture_output=True, text=True, timeout=900)
+    assert export.returncode == 0, export.stdout[-3000:] + export.stderr[-3000:]
+    assert "travels:" in export.stdout
+    run = subprocess.run(["bash", str(script), "run", "--dry-run"], env=env, capture_output=True, text=True,
+                         timeout=900)
+    assert run.returncode == 0, run.stdout[-5000:]
+    out = tmp_path / "out"
+    log = (out / "device.log").read_text()
+    assert "training lists" in log and "best epoch" in log
+    # The model comes back as parts that reassemble into a loadable fp16 CROSS-JEM.
+    parts = sorted(out.glob("crossjem.tar.part-*"))
+    assert parts
+    with tarfile.open(fileobj=io.BytesIO(b"".join(p.read_bytes() for p in parts))) as tar:
+        tar.extractall(tmp_path / "back", filter="data")
+    from rerank_pipeline.rerankers import Reranker
+
+    model = Reranker.load(tmp_path / "back" / "crossjem")
+    assert model.kind == "crossjem" and "combine" in model.config
+    with tarfile.open(out / "reports.tar.gz") as tar:
+        names = {Path(n).name for n in tar.getnames()}
+        bench = tar.extractfile("./bench_amazon-google.md").read().decode()
+    assert {"training.json", "env.txt", "bench_amazon-google.md"} <= names
+    assert "| 20 | cpu | 2 |" in bench
