@@ -3,6 +3,7 @@ bad input (exit 2), the index-directory option."""
 from __future__ import annotations
 
 import warnings
+from enum import Enum
 from pathlib import Path
 from typing import Optional
 
@@ -31,14 +32,25 @@ def known_errors():
     from rerank_pipeline.config import ConfigError
     from rerank_pipeline.index import InvalidIndexError
     from rerank_pipeline.io import InvalidInputError
+    from rerank_pipeline.rerankers.onnx import MissingExtraError
 
-    return (ConfigError, InvalidIndexError, InvalidInputError, FileNotFoundError, ValueError)
+    return (ConfigError, InvalidIndexError, InvalidInputError, FileNotFoundError, ValueError, MissingExtraError)
 
 
 def open_index_pipeline(index_name: str, index_dir: Path, config: Optional[Path], rerank: bool = True,
-                        interpolate: Optional[float] = None):
+                        interpolate: Optional[float] = None, backend: Optional[str] = None):
     from rerank_pipeline.config import open_pipeline
     from rerank_pipeline.index import open_index
 
     idx = open_index(index_name, index_dir)
-    return idx, open_pipeline(idx, config, rerank=rerank, interpolate=interpolate)
+    return idx, open_pipeline(idx, config, rerank=rerank, interpolate=interpolate, backend=backend)
+
+
+class Backend(str, Enum):
+    torch = "torch"
+    onnx = "onnx"
+    onnx_int8 = "onnx-int8"
+
+
+BackendOpt = typer.Option(None, "--backend", help="Run the reranker's transformer on torch, onnx or onnx-int8 (CPU; "
+                          "needs the [onnx] extra; exported once and cached).")

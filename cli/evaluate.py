@@ -7,7 +7,7 @@ from typing import List, Optional
 import typer
 
 from . import render
-from .app import IndexDirOpt, app, console, fail, known_errors
+from .app import Backend, BackendOpt, IndexDirOpt, app, console, fail, known_errors
 
 
 @app.command("eval")
@@ -25,6 +25,7 @@ def evaluate(
     judged_only: bool = typer.Option(False, "--judged-only", help="Keep only queries with a relevant judgment (answer-selection protocol)."),
     output_dir: Optional[Path] = typer.Option(None, "--output-dir", "-o", help="Write report.json/csv, per-query results, runs and PNG plots."),
     no_per_stage: bool = typer.Option(False, "--no-per-stage", help="Only each pipeline's final output."),
+    backend: Optional[Backend] = BackendOpt,
 ) -> None:
     """Evaluate pipelines, stages and runs against qrels, with paired significance tests against a baseline."""
     from rerank_pipeline.evaluation.dataset import evaluate_dataset
@@ -34,7 +35,8 @@ def evaluate(
         result = evaluate_dataset(dataset, split, index=Index.open(index_name, index_dir) if index_name else None,
                                   configs=configs, runs=runs, rerank_run=rerank_run, reranker=reranker,
                                   metrics=metrics, baseline=baseline, judged_only=judged_only,
-                                  per_stage=not no_per_stage, show_progress=True)
+                                  per_stage=not no_per_stage, show_progress=True,
+                                  backend=backend.value if backend else None)
     except known_errors() as e:  # EvaluationError is a ValueError, a missing split a FileNotFoundError
         fail(str(e))
     console.print(render.evaluation(result, f"{dataset.name} ({split}), {len(result.per_query[result.baseline])} queries"))
@@ -55,6 +57,7 @@ def bench(
     device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
     corpus: Optional[Path] = typer.Option(None, "--corpus", help="Short-text corpus to draw BM25 candidate lists from (default: synthetic titles)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Also write the table as Markdown."),
+    backends: List[Backend] = typer.Option([Backend.torch], "--backend", help="torch, onnx, onnx-int8 for CROSS-JEM and pointwise (repeatable: one block of rows each)."),
 ) -> None:
     """CROSS-JEM and MICE vs the pointwise cross-encoder: ms per query and the speed-up, same encoder and candidates."""
     from rerank_pipeline.bench import run_bench
@@ -64,7 +67,11 @@ def bench(
         texts = [r.text for r in read_records(corpus).records] if corpus else None
     except known_errors() as e:
         fail(str(e))
-    rows = run_bench(sizes, queries, repeats, device, str(model) if model else None, texts, str(mice) if mice else None)
+    try:
+        rows = [row for b in backends for row in run_bench(sizes, queries, repeats, device, str(model) if model else None,
+                                                           texts, str(mice) if mice else None, b.value)]
+    except known_errors() as e:
+        fail(str(e))
     source = corpus.parent.name if corpus else "synthetic titles"
     console.print(render.bench(rows, source))
     if output:

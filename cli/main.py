@@ -10,7 +10,7 @@ from typing import Optional
 import typer
 
 from . import render
-from .app import IndexDirOpt, app, console, err, fail, known_errors, open_index_pipeline
+from .app import Backend, BackendOpt, IndexDirOpt, app, console, err, fail, known_errors, open_index_pipeline
 
 
 class FaissKind(str, Enum):
@@ -120,6 +120,7 @@ def search(
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="TREC run to write (batch search)."),
     no_rerank: bool = typer.Option(False, "--no-rerank", help="First stage only, skipping the config's reranker."),
     interpolate: Optional[float] = typer.Option(None, "--interpolate", min=0.0, max=1.0, help="Mix reranker and first-stage scores: alpha * reranker + (1 - alpha) * first stage (z-normalised)."),
+    backend: Optional[Backend] = BackendOpt,
 ) -> None:
     """Search an index with one query (table or JSON) or a batch of queries (TREC run)."""
     from rerank_pipeline.io import read_queries
@@ -129,7 +130,8 @@ def search(
     if queries is not None and output is None:
         fail("batch search needs --output RUN.trec")
     try:
-        idx, pipe = open_index_pipeline(index_name, index_dir, config, rerank=not no_rerank, interpolate=interpolate)
+        idx, pipe = open_index_pipeline(index_name, index_dir, config, rerank=not no_rerank, interpolate=interpolate,
+                                        backend=backend.value if backend else None)
         if queries is not None:
             qs = read_queries(queries)
             run = pipe.search(qs).cut(k or 100)
@@ -174,7 +176,7 @@ def demo(
 
     _report_build(*build_index(write_demo_corpus(index_dir / "demo-corpus.jsonl"), "demo", index_dir))
     search(query=query, index_name="demo", index_dir=index_dir, config=None, k=10, as_json=False, queries=None,
-           output=None, no_rerank=False, interpolate=None)
+           output=None, no_rerank=False, interpolate=None, backend=None)
 
 
 

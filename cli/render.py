@@ -81,7 +81,7 @@ def frame(title: str, df) -> Table:
     return table
 
 
-BENCH_HEAD = ["N", "device", "queries", "CROSS-JEM ms", "pointwise ms", "CROSS-JEM x", "MICE ms", "MICE x",
+BENCH_HEAD = ["N", "device", "backend", "queries", "CROSS-JEM ms", "pointwise ms", "CROSS-JEM x", "MICE ms", "MICE x",
               "MICE fly ms", "ST CE ms", "CROSS-JEM offline/s", "pointwise offline/s", "CROSS-JEM peak MiB",
               "pointwise peak MiB", "packing", "groups", "union tok", "tok/item"]
 BENCH_NOTE = ("Median ms per query (each query scored alone), token ids in. x: speed-up over the faster of pointwise and ST CE in the same run. "
@@ -92,7 +92,7 @@ BENCH_NOTE = ("Median ms per query (each query scored alone), token ids in. x: s
 
 
 def bench_cells(rows) -> list[list[str]]:
-    return [[str(r.n_items), r.device, str(r.queries), f"{r.crossjem_ms:.1f}", f"{r.pointwise_ms:.1f}",
+    return [[str(r.n_items), r.device, r.backend, str(r.queries), f"{r.crossjem_ms:.1f}", f"{r.pointwise_ms:.1f}",
              f"{r.speedup:.2f}x", f"{r.mice_ms:.1f}", f"{r.mice_speedup:.2f}x", f"{r.mice_fly_ms:.1f}",
              f"{r.peer_ms:.1f}", f"{r.crossjem_offline:,.0f}", f"{r.pointwise_offline:,.0f}",
              *(f"{m:,.0f}" if m == m else "-" for m in (r.crossjem_peak_mb, r.pointwise_peak_mb)), f"{100 * r.packing_ms / r.crossjem_ms:.1f}%",
@@ -100,7 +100,7 @@ def bench_cells(rows) -> list[list[str]]:
             for r in rows]
 
 
-BENCH_TERMINAL = ["N", "CROSS-JEM ms", "pointwise ms", "CROSS-JEM x", "MICE ms", "MICE x", "MICE fly ms", "ST CE ms"]
+BENCH_TERMINAL = ["N", "backend", "CROSS-JEM ms", "pointwise ms", "CROSS-JEM x", "MICE ms", "MICE x", "MICE fly ms", "ST CE ms"]
 
 
 def bench(rows, source: str) -> Table:

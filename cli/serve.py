@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from . import render
-from .app import IndexDirOpt, app, console, fail, known_errors, open_index_pipeline
+from .app import Backend, BackendOpt, IndexDirOpt, app, console, fail, known_errors, open_index_pipeline
 
 
 class Mode(str, Enum):
@@ -32,6 +32,7 @@ def serve(
     max_wait_ms: float = typer.Option(5.0, "--max-wait-ms", min=0.0, help="Wait to fill a micro-batch."),
     max_queue: int = typer.Option(256, "--max-queue", min=1, help="Waiting requests before answering 429."),
     queue_deadline_ms: float = typer.Option(1000.0, "--queue-deadline-ms", min=1.0, help="Answer 429 at once when a request would wait longer."),
+    backend: Optional[Backend] = BackendOpt,
 ) -> None:
     """Serve search over HTTP: /search, /healthz, /metrics and a search page at /."""
     import uvicorn
@@ -42,12 +43,13 @@ def serve(
     if (mode == Mode.single) != (config_b is None):
         fail("--config-b goes with --mode ab or interleave, and they need it")
     try:
-        idx, pipe_a = open_index_pipeline(index_name, index_dir, config)
+        chosen = backend.value if backend else None
+        idx, pipe_a = open_index_pipeline(index_name, index_dir, config, backend=chosen)
         systems = {"A": pipe_a}
         if config_b is not None:
-            systems["B"] = open_index_pipeline(index_name, index_dir, config_b)[1]
+            systems["B"] = open_index_pipeline(index_name, index_dir, config_b, backend=chosen)[1]
         for pipe in systems.values():
-            pipe.search(["warm up"])  # load models before the first request
+            pipe.search(["warm up"])  # load models (and export ONNX ones) before the first request
         application = create_app(idx, systems, mode.value, Limits(max_k=max_k, max_batch=max_batch,
                                                                    max_wait_ms=max_wait_ms, max_queue=max_queue,
                                                                    queue_deadline_ms=queue_deadline_ms),

@@ -24,6 +24,7 @@ from .rerankers.crossjem.packing import pack
 class BenchRow:
     n_items: int
     device: str
+    backend: str              # what runs CROSS-JEM's and pointwise's transformer (MICE and ST CE: torch)
     queries: int
     crossjem_ms: float
     pointwise_ms: float
@@ -114,11 +115,15 @@ def _mice_stored(mice: MICE, q, items):
 
 def run_bench(sizes: Sequence[int] = (100, 700), queries: int = 5, repeats: int = 3, device: str | None = None,
               model_dir: str | None = None, corpus: Sequence[str] | None = None,
-              mice_dir: str | None = None) -> list[BenchRow]:
+              mice_dir: str | None = None, backend: str = "torch") -> list[BenchRow]:
     """Without model directories the models are fresh heads on MiniLM (speed does not depend on the weights); MICE
-    is then cut from the pointwise model with its default layers."""
+    is then cut from the pointwise model with its default layers. `backend` runs CROSS-JEM's and the pointwise
+    model's transformer (ONNX backends on the CPU); the peer and MICE stay on torch."""
     import tempfile
 
+    from .rerankers.base import _device_for
+
+    device = _device_for(backend, device)
     crossjem = CrossJEM.load(model_dir, device) if model_dir else CrossJEM.from_encoder(device=device)
     pointwise = PointwiseCrossEncoder.from_encoder(device=crossjem.device)
     pointwise.network.encoder.load_state_dict(crossjem.network.encoder.state_dict())  # the same encoder weights
@@ -127,6 +132,7 @@ def run_bench(sizes: Sequence[int] = (100, 700), queries: int = 5, repeats: int 
         pointwise.save(tmp)
         mice = MICE.load(mice_dir, crossjem.device) if mice_dir else MICE.from_teacher(
             tmp, device=crossjem.device, max_item_tokens=pointwise.config["max_item_tokens"])
+    crossjem.with_backend(backend), pointwise.with_backend(backend)
     rows = []
     for n in sizes:
         texts, lists = candidate_lists(n, queries, corpus)
@@ -151,7 +157,7 @@ def run_bench(sizes: Sequence[int] = (100, 700), queries: int = 5, repeats: int 
         groups = [packed(q, c) for q, c in zip(q_ids, items)]
         (cj_rate, cj_peak), (pw_rate, pw_peak) = (_offline(m, q_ids, items) for m in (crossjem, pointwise))
         rows.append(BenchRow(
-            n, crossjem.device, len(q_ids), 1000 * statistics.median(cj), 1000 * statistics.median(pw),
+            n, crossjem.device, backend, len(q_ids), 1000 * statistics.median(cj), 1000 * statistics.median(pw),
             1000 * statistics.median(st), 1000 * statistics.median(pk), 1000 * statistics.median(mi),
             1000 * statistics.median(mf), cj_rate, pw_rate, cj_peak, pw_peak,
             float(np.mean([len(g) for g in groups])),

@@ -31,7 +31,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "cutoff": 100,
 }
 _TOP_KEYS = {"name", "retrievers", "fusion", "cutoff", "reranker"}
-_RERANKER_KEYS = {"type", "model", "cutoff", "interpolate", "combine"}
+_RERANKER_KEYS = {"type", "model", "cutoff", "interpolate", "combine", "backend"}
 _RETRIEVER_KEYS = {"bm25": {"type", "k"}, "dense": {"type", "k"},
                    "axn": {"type", "k", "budget", "rounds", "blend", "first", "reranker"}}
 
@@ -121,6 +121,10 @@ def _validate_reranker(reranker: Any, where: str) -> None:
         raise ConfigError(f"{where}: unknown key(s) {sorted(set(reranker) - _RERANKER_KEYS)}")
     if "cutoff" in reranker:
         _positive_int(reranker["cutoff"], f"{where}.cutoff")
+    from .rerankers.onnx import BACKENDS
+
+    if reranker.get("backend", "torch") not in BACKENDS:
+        raise ConfigError(f"{where}.backend must be one of {list(BACKENDS)}, got {reranker['backend']!r}")
     alpha = reranker.get("interpolate", 1.0)
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha <= 1:
         raise ConfigError(f"{where}.interpolate must be a number in [0, 1], got {alpha!r}")
@@ -223,11 +227,14 @@ def adapt_to_index(cfg: dict[str, Any], index) -> dict[str, Any]:
 
 
 def open_pipeline(index, config: str | Path | dict[str, Any] | None = None, *, rerank: bool = True,
-                  interpolate: float | None = None) -> Stage:
+                  interpolate: float | None = None, backend: str | None = None) -> Stage:
     """The one way to get a pipeline over an index, for the CLI, the server and Python: the config (a path, a
     dict, or None for the built-in default) adapted to the stages the index has; `rerank=False` drops the
-    reranker; `interpolate` mixes the model with the first stage at that weight instead of the config's mix."""
+    reranker; `interpolate` mixes the model with the first stage at that weight instead of the config's mix;
+    `backend` runs the reranker's transformer on torch, onnx or onnx-int8 instead of the config's choice."""
     cfg = dict(config) if isinstance(config, dict) else load_config(config)
+    if backend is not None and cfg.get("reranker"):
+        cfg["reranker"] = {**cfg["reranker"], "backend": backend}
     if not rerank:
         cfg.pop("reranker", None)
     elif interpolate is not None and cfg.get("reranker"):  # replaces the feature combination, if any

@@ -162,7 +162,8 @@ def test_bench_command_reports_every_model(tmp_path):
     result = CliRunner().invoke(app, ["bench", "-n", "30", "--queries", "1", "--repeats", "1", "--device", "cpu",
                                       "-o", str(out)], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
-    row = out.read_text().splitlines()[4].split("|")
+    row = out.read_text().splitlines()[4].split("|")[:3] + out.read_text().splitlines()[4].split("|")[4:]
+    assert out.read_text().splitlines()[4].split("|")[3].strip() == "torch"
     assert row[1].strip() == "30" and float(row[4]) > 0 and float(row[5]) > 0 and row[6].strip().endswith("x")
     assert float(row[7]) > 0 and row[8].strip().endswith("x") and float(row[9]) > 0  # MICE stored / on the fly
     assert float(row[10]) > 0 and float(row[11].replace(",", "")) > 0 and float(row[12].replace(",", "")) > 0

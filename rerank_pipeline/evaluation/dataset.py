@@ -12,10 +12,12 @@ from .offline import DEFAULT_METRICS, EvalResult, EvaluationError, compare, expe
 def evaluate_dataset(dataset: str | Path, split: str, *, index=None, configs: Sequence[str | Path | None] = (),
                      runs: Sequence[str | Path] = (), rerank_run: str | Path | None = None,
                      reranker: str = "default", metrics: Sequence[str] = DEFAULT_METRICS, baseline: int = 0,
-                     judged_only: bool = False, per_stage: bool = True, show_progress: bool = False) -> EvalResult:
+                     judged_only: bool = False, per_stage: bool = True, show_progress: bool = False,
+                     backend: str | None = None) -> EvalResult:
     """Rows: each run in `runs`; with `rerank_run`, that run and the reranker over it; with `index`, each config's
     pipeline (the built-in default when `configs` is empty), adapted to the stages the index has, and with
-    `per_stage` each of its stages. Documents or queries with empty text are kept (a warning counts them)."""
+    `per_stage` each of its stages; `backend` runs every reranker's transformer on torch, onnx or onnx-int8.
+    Documents or queries with empty text are kept (a warning counts them)."""
     from ..config import combine_stage, open_pipeline
     from ..io import read_run
     from ..io.beir import BeirDataset
@@ -29,7 +31,7 @@ def evaluate_dataset(dataset: str | Path, split: str, *, index=None, configs: Se
         candidates = read_run(rerank_run)
         candidates = Run.from_sorted({q: h for q, h in candidates.items() if q in qrels})
         docs = ds.docs({h.docid for _, hits in candidates.items() for h in hits})
-        model = load_reranker({"model": reranker})
+        model = load_reranker({"model": reranker, **({"backend": backend} if backend else {})})
         # A model trained as a feature residual reranks as it was trained: on top of the run's features (with no
         # index, the dense feature is encoded on the fly and BM25 is absent).
         stage = combine_stage(model, True, index) if model.config.get("combine") else model
@@ -39,7 +41,7 @@ def evaluate_dataset(dataset: str | Path, split: str, *, index=None, configs: Se
     if index is not None:
         pipes = {}
         for cfg in configs or [None]:
-            pipe = open_pipeline(index, cfg)
+            pipe = open_pipeline(index, cfg, backend=backend)
             pipes[pipe.name] = pipe
         systems.update(experiment(pipes, queries, qrels, metrics, per_stage=per_stage,
                                   show_progress=show_progress).runs)

@@ -44,6 +44,7 @@ class Reranker(Stage):
         self.network.to(self.device).eval()
         self.name = self.kind
         self.source: str | None = None
+        self.backend = "torch"  # or onnx / onnx-int8 (onnx.py): which runtime runs the transformer
 
     # ---- construction and persistence -------------------------------------------------------------------------
     @classmethod
@@ -57,8 +58,15 @@ class Reranker(Stage):
         config = {**cls.defaults, **config}
         return cls(cls.build_network(load_encoder(path), config), load_tokenizer(path), config, device)
 
+    def onnx_part(self) -> tuple[torch.nn.Module, str, tuple[str, ...], str] | None:
+        """What an ONNX backend replaces: (owner, attribute, input names, output read), or None if the family
+        calls its transformer's layers one by one."""
+        return self.network, "encoder", ("input_ids", "attention_mask", "token_type_ids"), "last_hidden_state"
+
     @classmethod
-    def load(cls, path: str | Path, device: str | None = None) -> "Reranker":
+    def load(cls, path: str | Path, device: str | None = None, backend: str = "torch") -> "Reranker":
+        """A model directory (or, through the base class, any Hugging Face cross-encoder directory); `backend`
+        onnx / onnx-int8 runs its transformer on ONNX Runtime (CPU; exported once, see onnx.py)."""
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
@@ -67,7 +75,7 @@ class Reranker(Stage):
         path = Path(path)
         foreign = RERANKERS["hf-cross-encoder"]  # any Hugging Face cross-encoder: a directory, or a Hub id if allowed
         if cls is Reranker and not (path / CONFIG_FILE).is_file() and (foreign.recognizes(path) or not path.exists()):
-            return foreign.load(path, device)
+            return foreign.load(path, device, backend)
         for name in (CONFIG_FILE, "config.json", "model.safetensors"):
             if not (path / name).is_file():
                 raise FileNotFoundError(f"{path} is not a reranker model directory ({name} missing)")
@@ -86,15 +94,22 @@ class Reranker(Stage):
             raise ValueError(f"{path / 'model.safetensors'}: not a readable safetensors file ({e})") from None
         network = family.build_network(load_encoder(str(path), pretrained=False), config)
         network.load_state_dict(state, strict=True)
-        model = family(network, load_tokenizer(str(path)), config, device)
+        model = family(network, load_tokenizer(str(path)), config, _device_for(backend, device))
         model.source = str(path.resolve())  # where it came from (index parts built with it record this)
-        return model
+        return model.with_backend(backend)
+
+    def with_backend(self, backend: str) -> "Reranker":
+        from .onnx import use_backend
+
+        return use_backend(self, backend)
 
     def save(self, path: str | Path, fp16: bool = False) -> None:
         from safetensors.torch import save_file
 
         from .. import __version__
 
+        if self.backend != "torch":
+            raise ValueError(f"save a reranker from the torch backend (this one runs on {self.backend})")
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         state = {k: (v.half() if fp16 and v.is_floating_point() else v).contiguous().cpu()
@@ -108,15 +123,15 @@ class Reranker(Stage):
     @classmethod
     def from_spec(cls, spec: dict[str, Any]) -> "Reranker":
         """From a YAML `reranker:` block: `model` is 'default' (the shipped model) or a model directory."""
-        model = spec.get("model", "default")
+        model, backend = spec.get("model", "default"), spec.get("backend", "torch")
         if model == "default":
             from . import CrossJEM
 
-            return (CrossJEM if cls is Reranker else cls).default()
-        return cls.load(model)
+            return (CrossJEM if cls is Reranker else cls).default(_device_for(backend)).with_backend(backend)
+        return cls.load(model, backend=backend)
 
     @classmethod
-    def default(cls) -> "Reranker":
+    def default(cls, device: str | None = None) -> "Reranker":
         raise NotImplementedError(f"{cls.kind} has no shipped default model")
 
     # ---- scoring ---------------------------------------------------------------------------------------------
@@ -180,6 +195,11 @@ class Reranker(Stage):
         scores = self.score_ids(self.tokenize_queries([query]), [tokenize_ids(self.tokenizer, documents)])[0]
         order = np.argsort(-scores, kind="stable")[:top_k]
         return [{"corpus_id": int(i), "score": float(scores[i]), "text": documents[i]} for i in order]
+
+
+def _device_for(backend: str, device: str | None = None) -> str | None:
+    """ONNX backends run on the CPU: that is where their reranker's torch parts must live too."""
+    return "cpu" if backend != "torch" and device is None else device
 
 
 def tensor_digest(state: dict[str, torch.Tensor], prefix: str = "") -> str:

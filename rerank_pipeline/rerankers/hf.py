@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from ..encoders import quiet_transformers
+from .base import _device_for
 from .pointwise import PointwiseCrossEncoder
 
 
@@ -49,7 +50,7 @@ class HFCrossEncoder(PointwiseCrossEncoder):
         return any(a.endswith("ForSequenceClassification") for a in architectures)
 
     @classmethod
-    def load(cls, path: str | Path, device: str | None = None) -> "HFCrossEncoder":
+    def load(cls, path: str | Path, device: str | None = None, backend: str = "torch") -> "HFCrossEncoder":
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         local = Path(path).is_dir()
@@ -65,9 +66,14 @@ class HFCrossEncoder(PointwiseCrossEncoder):
         tokenizer = AutoTokenizer.from_pretrained(str(path))
         longest = min(getattr(model.config, "max_position_embeddings", 512), tokenizer.model_max_length, 512)
         config = {**cls.defaults, "max_item_tokens": longest - cls.defaults["max_query_tokens"] - 4}
-        reranker = cls(SequenceClassifier(model), tokenizer, config, device)
+        reranker = cls(SequenceClassifier(model), tokenizer, config, _device_for(backend, device))
         reranker.source = str(path)
-        return reranker
+        return reranker.with_backend(backend)
+
+    def onnx_part(self):
+        inputs = ("input_ids", "attention_mask", "token_type_ids") if self.network.takes_types else (
+            "input_ids", "attention_mask")
+        return self.network, "model", inputs, "logits"
 
     @cached_property
     def _pair_template(self) -> tuple[list[int], list[int], list[int], int]:

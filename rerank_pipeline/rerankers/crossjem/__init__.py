@@ -30,12 +30,12 @@ class CrossJEM(Reranker):
                                max_item_tokens=config["max_item_tokens"])
 
     @classmethod
-    def default(cls) -> "CrossJEM":
+    def default(cls, device: str | None = None) -> "CrossJEM":
         if not (DEFAULT_MODEL_DIR / "model.safetensors").is_file():
             raise FileNotFoundError(
                 "no CROSS-JEM model ships with this version (none has passed the quality gate yet, "
                 "benchmarks/ship_default.py); train one with benchmarks/train_default.sh and pass its directory")
-        return cls.load(DEFAULT_MODEL_DIR)
+        return cls.load(DEFAULT_MODEL_DIR, device)
 
     def logits(self, query_ids: Sequence[np.ndarray], candidates: Sequence[Sequence[np.ndarray]],
                max_batch_tokens: int | None = None) -> list[torch.Tensor]:

@@ -30,6 +30,9 @@ class MICE(Reranker):
     }
     _warned = False  # the on-the-fly warning is given once per model
 
+    def onnx_part(self):
+        return None  # its layers run one by one (query side apart, then interaction): no single graph to export
+
     @classmethod
     def build_network(cls, encoder: torch.nn.Module, config: dict[str, Any]) -> torch.nn.Module:
         return MiceNetwork(encoder, config["merge_layer"], config["depth"])

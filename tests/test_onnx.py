@@ -1,0 +1,131 @@
+"""ONNX Runtime backends: the same scores as torch (fp32), int8 close in ranking, one export per set of weights, and
+clear refusals where a backend cannot run."""
+import json
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+pytest.importorskip("onnxruntime")
+
+from rerank_pipeline.config import ConfigError, validate_config  # noqa: E402
+from rerank_pipeline.rerankers import MICE, CrossJEM, PointwiseCrossEncoder, Reranker  # noqa: E402
+from rerank_pipeline.rerankers import onnx as onnx_backend  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("RERANK_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache" / "onnx"
+
+
+def lists(seed: int, n_queries: int = 3):
+    """Queries and candidate lists of varied lengths (1 to 40 word pieces, lists of 1 to 30): the dynamic axes."""
+    rng = np.random.default_rng(seed)
+    queries = [rng.integers(1000, 8000, rng.integers(1, 9)) for _ in range(n_queries)]
+    items = [[rng.integers(1000, 8000, rng.integers(1, 41)) for _ in range(rng.integers(1, 31))]
+             for _ in range(n_queries)]
+    return queries, items
+
+
+@pytest.fixture(scope="module")
+def models(tiny_encoder, tmp_path_factory):
+    """A CROSS-JEM, a pointwise model and the latter as a Hugging Face cross-encoder directory, saved."""
+    torch.manual_seed(3)
+    root = tmp_path_factory.mktemp("models")
+    crossjem, pointwise = (f.from_encoder(tiny_encoder, device="cpu") for f in (CrossJEM, PointwiseCrossEncoder))
+    crossjem.save(root / "crossjem")
+    pointwise.save(root / "pointwise")
+    pointwise.export_hf(root / "hf")
+    return {name: root / name for name in ("crossjem", "pointwise", "hf")}
+
+
+@pytest.mark.parametrize("name", ["crossjem", "pointwise", "hf"])
+def test_onnx_scores_equal_torch_and_int8_keeps_the_ranking(models, name):
+    torch_model = Reranker.load(models[name], "cpu")
+    queries, items = lists(0)
+    expected = torch_model.score_ids(queries, items)
+    onnx = Reranker.load(models[name], backend="onnx")
+    assert onnx.backend == "onnx" and onnx.device == "cpu"
+    for a, b in zip(expected, onnx.score_ids(queries, items)):
+        np.testing.assert_allclose(b, a, atol=1e-4, rtol=1e-4)
+    int8 = Reranker.load(models[name], backend="onnx-int8")
+    got = np.concatenate(int8.score_ids(queries, items))
+    want = np.concatenate(expected)
+    assert not np.allclose(got, want, atol=1e-6)  # quantized weights do change the numbers...
+    if name != "hf":  # ... but not what they say (the HF export of this 32-wide random encoder scores within int8
+        # noise: its pooler is scaled by 1e-3; on MiniLM both keep a correlation of 0.98)
+        assert np.corrcoef(got, want)[0, 1] > 0.95
+
+
+def test_export_is_cached_per_weights_and_redone_when_they_change(models, cache, monkeypatch):
+    Reranker.load(models["crossjem"], backend="onnx")
+    exported = sorted(p.name for p in cache.iterdir())
+    assert len(exported) == 1 and (cache / exported[0] / "model.onnx").is_file()
+    real_export = onnx_backend.export
+    monkeypatch.setattr(onnx_backend, "export", lambda *a: pytest.fail("exported the same weights again"))
+    Reranker.load(models["crossjem"], backend="onnx")
+    Reranker.load(models["crossjem"], backend="onnx-int8")  # quantizes the cached export, no new export
+    assert sorted(p.name for p in (cache / exported[0]).iterdir()) == ["model.int8.onnx", "model.onnx"]
+    import onnx
+
+    ops = {n.op_type for n in onnx.load(cache / exported[0] / "model.int8.onnx").graph.node}
+    assert "MatMulInteger" in ops and "DynamicQuantizeLinear" in ops  # int8 matrix products
+    monkeypatch.setattr(onnx_backend, "export", real_export)
+    changed = Reranker.load(models["crossjem"], "cpu")
+    with torch.no_grad():
+        changed.network.head.bias.add_(1.0)
+        changed.network.encoder.embeddings.word_embeddings.weight.mul_(1.01)
+    changed.with_backend("onnx")
+    assert len(list(cache.iterdir())) == 2
+
+
+def test_backends_refuse_what_they_cannot_do(models, tiny_encoder, tmp_path):
+    onnx = Reranker.load(models["pointwise"], backend="onnx")
+    with pytest.raises(ValueError, match="torch backend"):
+        onnx.save(tmp_path / "x")
+    with pytest.raises(ValueError, match="unknown backend"):
+        Reranker.load(models["pointwise"], backend="tensorrt")
+    with pytest.raises(ValueError, match="runs on the CPU"):
+        onnx_backend.use_backend(type("R", (), {"backend": "torch", "name": "r", "kind": "pointwise", "device": "cuda",
+                                                "onnx_part": lambda self: ("x", "y", (), "z")})(), "onnx")
+    MICE.from_teacher(models["pointwise"], device="cpu", merge_layer=0, depth=2).save(tmp_path / "mice")
+    with pytest.raises(ValueError, match="no ONNX backend"):
+        Reranker.load(tmp_path / "mice", backend="onnx")
+
+
+def test_missing_onnxruntime_names_the_extra(models, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_onnxruntime(name, *args, **kwargs):
+        if name == "onnxruntime":
+            raise ImportError("No module named 'onnxruntime'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_onnxruntime)
+    with pytest.raises(onnx_backend.MissingExtraError, match=r"rerank-pipeline\[onnx\]"):
+        Reranker.load(models["pointwise"], backend="onnx")
+
+
+def test_yaml_backend_is_validated_and_the_cli_flag_reranks_the_same(models, demo_index, tmp_path):
+    from typer.testing import CliRunner
+
+    from rerank_cli.main import app
+
+    base = {"retrievers": [{"type": "bm25", "k": 50}], "reranker": {"type": "crossjem", "model": str(models["crossjem"])}}
+    validate_config({**base, "reranker": {**base["reranker"], "backend": "onnx-int8"}})
+    with pytest.raises(ConfigError, match="backend must be one of"):
+        validate_config({**base, "reranker": {**base["reranker"], "backend": "gpu"}})
+    config = tmp_path / "pipe.yaml"
+    config.write_text(yaml.safe_dump(base))
+    index_args = ["--index", "demo", "--index-dir", str(demo_index.path.parent), "--config", str(config), "--json"]
+    runs = {}
+    for backend in ("torch", "onnx"):
+        result = CliRunner().invoke(app, ["search", "patagonia japan", *index_args, "--backend", backend])
+        assert result.exit_code == 0, result.output
+        runs[backend] = json.loads(result.output)["results"]
+    assert [r["id"] for r in runs["onnx"]] == [r["id"] for r in runs["torch"]]
+    np.testing.assert_allclose([r["score"] for r in runs["onnx"]], [r["score"] for r in runs["torch"]], atol=1e-4)
