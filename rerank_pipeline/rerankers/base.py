@@ -19,6 +19,7 @@ from ..pipeline import Stage
 from ..types import DocSource, Queries, QueryInput, Run, as_queries, split_by
 
 CONFIG_FILE = "rerank_config.json"
+CPU_BATCH_TOKENS = 2048
 
 
 def load_encoder(path: str, pretrained: bool = True):
@@ -57,6 +58,13 @@ class Reranker(Stage):
         path = resolve_encoder(encoder)
         config = {**cls.defaults, **config}
         return cls(cls.build_network(load_encoder(path), config), load_tokenizer(path), config, device)
+
+    @property
+    def batch_tokens(self) -> int:
+        """Padded tokens per encoder batch: the config's on an accelerator, at most CPU_BATCH_TOKENS on the CPU,
+        where smaller batches run faster (700 titles, pointwise, 2 cores: 2.3 s at 16,384, 1.6 s at 2,048)."""
+        budget = self.config["max_batch_tokens"]
+        return budget if not self.device.startswith("cpu") else min(budget, CPU_BATCH_TOKENS)
 
     def onnx_part(self) -> tuple[torch.nn.Module, str, tuple[str, ...], str] | None:
         """What an ONNX backend replaces: (owner, attribute, input names, output read), or None if the family

@@ -69,7 +69,7 @@ class PointwiseCrossEncoder(Reranker):
         lengths = np.array([len(ids) for ids, _ in inputs])
         order = np.argsort(lengths, kind="stable")
         values, positions = [], []
-        for batch in budget_batches(lengths[order], max_batch_tokens or self.config["max_batch_tokens"]):
+        for batch in budget_batches(lengths[order], max_batch_tokens or self.batch_tokens):
             idx = order[batch]  # ascending, so the last pair of a batch is its longest
             width = int(lengths[idx[-1]])
             ids = np.zeros((len(idx), width), np.int64)

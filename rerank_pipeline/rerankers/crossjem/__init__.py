@@ -44,7 +44,7 @@ class CrossJEM(Reranker):
         sizes = [len(c) for c in candidates]
         offsets = np.cumsum([0] + sizes[:-1])
         values, targets = [], []
-        for part in batches(groups, max_batch_tokens or self.config["max_batch_tokens"]):
+        for part in batches(groups, max_batch_tokens or self.batch_tokens):
             batch = collate(part, offsets).to(self.device)
             values.append(self.network(batch).flatten()[batch.slot])
             targets.append(batch.target)

@@ -81,7 +81,7 @@ class MICE(Reranker):
         sep_id = self.tokenizer.sep_token_id
         seqs = [np.append(np.asarray(t, np.int64), sep_id) for t in items]
         order = np.argsort([len(s) for s in seqs], kind="stable")
-        budget = max_batch_tokens or self.config["max_batch_tokens"]
+        budget = max_batch_tokens or self.batch_tokens
         out: list[torch.Tensor | None] = [None] * len(seqs)
         for idx in budget_batches([len(seqs[i]) for i in order], budget):
             rows = order[idx]
@@ -106,7 +106,7 @@ class MICE(Reranker):
         lengths = np.array([q_len[q] + len(docs[q][j]) for q, j in pairs], dtype=np.int64)
         order = np.argsort(lengths, kind="stable")
         values, positions = [], []
-        for idx in budget_batches(lengths[order], max_batch_tokens or self.config["max_batch_tokens"]):
+        for idx in budget_batches(lengths[order], max_batch_tokens or self.batch_tokens):
             rows = order[idx]
             owners = torch.as_tensor([pairs[p][0] for p in rows], device=self.device)
             doc = pad_sequence([docs[pairs[p][0]][pairs[p][1]] for p in rows], batch_first=True)
