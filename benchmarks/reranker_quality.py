@@ -192,7 +192,8 @@ class Fitter:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--root", type=Path, default=Path("../shared/datasets"))
-    ap.add_argument("--model", action="append", default=[], help="name=model_dir (repeatable)")
+    ap.add_argument("--model", action="append", default=[],
+                    help="name=model_dir, or name=model_dir@backend (onnx, onnx-int8); repeatable")
     ap.add_argument("--datasets", nargs="+", default=DEV_SETS)
     ap.add_argument("--tests", nargs="*", default=[f"{n}/{s}" for n, s in TEST_SETS])
     ap.add_argument("--max-queries", type=int, default=0, help="a fixed random subset per set (seed 0); 0 = all")
@@ -207,8 +208,9 @@ def main() -> None:
     models = {}
     for spec in args.model:
         name, path = spec.split("=", 1)
+        path, _, backend = path.partition("@")
         key = name + "-" + hashlib.sha256((Path(path) / "model.safetensors").read_bytes()).hexdigest()[:8]
-        models[name] = (key, Reranker.load(path))
+        models[name] = (key, Reranker.load(path, backend=backend or "torch"))
 
     data: dict[str, SetData] = {}
     for name, split in [(d, "dev") for d in args.datasets] + [tuple(t.split("/")) for t in args.tests]:

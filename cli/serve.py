@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -33,10 +33,13 @@ def serve(
     max_queue: int = typer.Option(256, "--max-queue", min=1, help="Waiting requests before answering 429."),
     queue_deadline_ms: float = typer.Option(1000.0, "--queue-deadline-ms", min=1.0, help="Answer 429 at once when a request would wait longer."),
     backend: Optional[Backend] = BackendOpt,
+    rerankers: List[str] = typer.Option([], "--reranker", help="Served on /v1/rerank and /v2/rerank (Cohere's API): NAME=DIR, DIR or 'default'; repeatable (default: the shipped model, when one ships)."),
+    reranker_only: bool = typer.Option(False, "--reranker-only", help="Serve only the rerank API (no index, no /search)."),
 ) -> None:
-    """Serve search over HTTP: /search, /healthz, /metrics and a search page at /."""
+    """Serve search over HTTP: /search, /healthz, /metrics, a search page at /, and Cohere's /v1/rerank and /v2/rerank."""
     import uvicorn
 
+    from rerank_pipeline.config import rerank_stages
     from rerank_pipeline.serving.clicklog import ClickLog
     from rerank_pipeline.serving import Limits, create_app
 
@@ -44,20 +47,23 @@ def serve(
         fail("--config-b goes with --mode ab or interleave, and they need it")
     try:
         chosen = backend.value if backend else None
-        idx, pipe_a = open_index_pipeline(index_name, index_dir, config, backend=chosen)
-        systems = {"A": pipe_a}
-        if config_b is not None:
-            systems["B"] = open_index_pipeline(index_name, index_dir, config_b, backend=chosen)[1]
-        for pipe in systems.values():
-            pipe.search(["warm up"])  # load models (and export ONNX ones) before the first request
+        idx, systems = None, {}
+        if not reranker_only:
+            idx, systems["A"] = open_index_pipeline(index_name, index_dir, config, backend=chosen)
+            if config_b is not None:
+                systems["B"] = open_index_pipeline(index_name, index_dir, config_b, backend=chosen)[1]
+        served = rerank_stages(rerankers, idx, chosen)  # models load (and ONNX ones export) before serving
+        if reranker_only and not served:
+            fail("--reranker-only needs a reranker to serve: --reranker DIR (no model ships with this version)")
         application = create_app(idx, systems, mode.value, Limits(max_k=max_k, max_batch=max_batch,
                                                                    max_wait_ms=max_wait_ms, max_queue=max_queue,
                                                                    queue_deadline_ms=queue_deadline_ms),
-                                 ClickLog(log) if log else None)
+                                 ClickLog(log) if log else None, rerankers=served)
     except known_errors() as e:
         fail(str(e))
-    console.print(f"serving {idx.name} on http://{host}:{port} ({mode.value}: "
-                  + ", ".join(f"{k}={v.name}" for k, v in systems.items()) + ")")
+    console.print(f"serving {idx.name if idx else 'no index'} on http://{host}:{port} ({mode.value}: "
+                  + ", ".join(f"{k}={v.name}" for k, v in systems.items())
+                  + (f"; rerank API: {', '.join(served)}" if served else "") + ")")
     uvicorn.run(application, host=host, port=port, log_level="warning")
 
 

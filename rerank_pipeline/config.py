@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import yaml
 
@@ -202,6 +202,24 @@ def combine_stage(reranker, block: dict[str, Any] | bool, index) -> Stage:
     if "weights" not in block:
         raise ConfigError(f"reranker.combine: {reranker.name} stores no feature weights; give combine.weights")
     return Combine.from_config(reranker, block, index)
+
+
+def rerank_stages(models: Sequence[str], index=None, backend: str | None = None) -> dict[str, Stage]:
+    """The reranking stages a server offers on its rerank API, by name: each of `models` is 'NAME=DIR', 'DIR'
+    (named after the directory) or 'default' (the shipped model); none given, the shipped model if one ships. A
+    model trained as a feature residual is served with its feature combination (features from `index` where it
+    holds the documents, dense cosine computed on the fly otherwise)."""
+    from .rerankers import DEFAULT_RERANKER_CONFIG, load_reranker
+
+    stages: dict[str, Stage] = {}
+    for spec in models or (["default"] if DEFAULT_RERANKER_CONFIG else []):
+        name, _, path = spec.rpartition("=")
+        name = name or (Path(path).name if path != "default" else "default")
+        if name in stages:
+            raise ConfigError(f"two rerankers named {name!r}: name them (NAME=DIR)")
+        model = load_reranker({"model": path, **({"backend": backend} if backend else {})})
+        stages[name] = combine_stage(model, True, index) if model.config.get("combine") else model
+    return stages
 
 
 def _retriever(spec: dict[str, Any], index) -> Stage:

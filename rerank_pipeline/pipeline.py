@@ -6,8 +6,11 @@ a run. `search(...)` is the entry point for many queries; calling a stage with o
 """
 from __future__ import annotations
 
+import asyncio
 import copy
 from typing import Sequence
+
+import numpy as np
 
 from .fusion import rrf, weighted
 from .types import Hit, Queries, QueryInput, Run, as_queries
@@ -41,6 +44,25 @@ class Stage:
 
     def __call__(self, query: str) -> list[Hit]:
         return self.search({"1": query}).rankings.get("1", [])
+
+    async def asearch(self, queries: QueryInput, run: Run | None = None) -> Run:
+        """`search` in a worker thread: an event loop (a web app, an agent) keeps serving while it runs."""
+        return await asyncio.to_thread(self.search, queries, run)
+
+    def rerank_texts(self, queries: Sequence[str], documents: Sequence[Sequence[str]]) -> list[np.ndarray]:
+        """A reranking stage's scores for raw texts (no index): each query's documents, scored as one candidate run,
+        in the order given. Batch-first: many queries' lists go through the stage in one call."""
+        from .index.docstore import TextDocs
+
+        texts = {f"{i}:{j}": d for i, docs in enumerate(documents) for j, d in enumerate(docs)}
+        run = Run.from_sorted({str(i): [Hit(f"{i}:{j}", 0.0) for j in range(len(docs))]
+                               for i, docs in enumerate(documents) if len(docs)}, TextDocs(texts))
+        out = self.transform({str(i): q for i, q in enumerate(queries)}, run)
+        scores = []
+        for i, docs in enumerate(documents):
+            by_id = {h.docid: h.score for h in out.rankings.get(str(i), [])}
+            scores.append(np.array([by_id[f"{i}:{j}"] for j in range(len(docs))], dtype=np.float32))
+        return scores
 
     def __rshift__(self, other: "Stage") -> "Stage":
         return Chain(self, other)

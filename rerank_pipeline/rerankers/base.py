@@ -204,6 +204,12 @@ class Reranker(Stage):
         order = np.argsort(-scores, kind="stable")[:top_k]
         return [{"corpus_id": int(i), "score": float(scores[i]), "text": documents[i]} for i in order]
 
+    async def arank(self, query: str, documents: Sequence[str], top_k: int | None = None) -> list[dict[str, Any]]:
+        """`rank` in a worker thread, so the caller's event loop is not blocked while the model runs."""
+        import asyncio
+
+        return await asyncio.to_thread(self.rank, query, documents, top_k)
+
 
 def _device_for(backend: str, device: str | None = None) -> str | None:
     """ONNX backends run on the CPU: that is where their reranker's torch parts must live too."""

@@ -1,4 +1,5 @@
-"""The search server: JSON API, Prometheus metrics, and a search page that logs impressions and clicks.
+"""The search server: JSON API, Prometheus metrics, and a search page that logs impressions and clicks; and
+Cohere's rerank API for documents sent in the request (rerank_api.py), with or without an index.
 
 Limits are enforced on every parameter (query length, k, batch size, request body size); an overloaded server
 answers 429. With two pipelines it runs an online experiment: A/B by session hash, or team-draft interleaving.
@@ -31,6 +32,12 @@ class Limits:
     max_wait_ms: float = 5.0
     max_queue: int = 256
     queue_deadline_ms: float = 1000.0  # refuse (429) a request expected to wait longer
+    max_rerank_documents: int = 1000   # per /v1/rerank request
+    max_document_chars: int = 20000
+    max_rerank_body_bytes: int = 8 * 2 ** 20
+
+
+RERANK_PATHS = ("/v1/rerank", "/v2/rerank")
 
 
 def run_timed(stage: Stage, queries: Queries) -> tuple[Run, dict[str, float]]:
@@ -50,15 +57,23 @@ def run_timed(stage: Stage, queries: Queries) -> tuple[Run, dict[str, float]]:
 
 
 def create_app(index, systems: dict[str, Stage], mode: str = "single", limits: Limits | None = None,
-               click_log=None, seed: int = 0):
-    """`systems` maps 'A' (and 'B' for experiments) to pipelines; `mode` is single, ab or interleave."""
+               click_log=None, seed: int = 0, rerankers: dict[str, Stage] | None = None):
+    """`systems` maps 'A' (and 'B' for experiments) to pipelines over `index`; `mode` is single, ab or interleave.
+    `rerankers` (name -> reranking stage) are served on /v1/rerank and /v2/rerank; with no index and no systems the
+    server answers those routes (and /healthz, /metrics) alone."""
+    from . import rerank_api
+
     from fastapi import Body, FastAPI, HTTPException, Query, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
     from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
     limits = limits or Limits()
-    if mode not in ("single", "ab", "interleave") or (mode != "single" and set(systems) != {"A", "B"}):
+    rerankers = rerankers or {}
+    if index is None and (systems or not rerankers):
+        raise ValueError("a server without an index serves rerankers only: give rerankers and no systems")
+    if index is not None and (mode not in ("single", "ab", "interleave")
+                              or (mode != "single" and set(systems) != {"A", "B"}) or "A" not in systems):
         raise ValueError("mode single needs system A; ab and interleave need systems A and B")
     rng = random.Random(seed)
     registry = CollectorRegistry()
@@ -81,6 +96,8 @@ def create_app(index, systems: dict[str, Stage], mode: str = "single", limits: L
 
     batcher = MicroBatcher(search_batch, limits.max_batch, limits.max_wait_ms, limits.max_queue,
                            limits.queue_deadline_ms)
+    rerank_batcher = MicroBatcher(lambda requests: rerank_api.score_requests(rerankers, requests), limits.max_batch,
+                                  limits.max_wait_ms, limits.max_queue, limits.queue_deadline_ms)
 
     @asynccontextmanager
     async def lifespan(app):
@@ -90,9 +107,13 @@ def create_app(index, systems: dict[str, Stage], mode: str = "single", limits: L
 
         for system in systems.values():
             await asyncio.get_running_loop().run_in_executor(None, system.search, {"warm-up": "warm up"})
+        for stage in rerankers.values():
+            await asyncio.get_running_loop().run_in_executor(None, stage.rerank_texts, ["warm up"], [["warm up"]])
         await batcher.start()
+        await rerank_batcher.start()
         yield
         await batcher.stop()
+        await rerank_batcher.stop()
 
     app = FastAPI(title="rerank-pipeline", lifespan=lifespan)
 
@@ -106,9 +127,10 @@ def create_app(index, systems: dict[str, Stage], mode: str = "single", limits: L
     @app.middleware("http")
     async def cap_body(request: Request, call_next):
         length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > limits.max_body_bytes):
+        cap = limits.max_rerank_body_bytes if request.url.path in RERANK_PATHS else limits.max_body_bytes
+        if length is not None and (not length.isdigit() or int(length) > cap):
             requests.labels(request.url.path, "413").inc()
-            return JSONResponse({"detail": f"request body over {limits.max_body_bytes} bytes"}, status_code=413)
+            return JSONResponse({"detail": f"request body over {cap} bytes"}, status_code=413)
         response = await call_next(request)
         requests.labels(request.url.path, str(response.status_code)).inc()
         return response
@@ -143,11 +165,31 @@ def create_app(index, systems: dict[str, Stage], mode: str = "single", limits: L
         return {"request_id": request_id, "query": q, "system": system, "results": results,
                 "timings_ms": {s: round(v, 3) for s, v in timings.items()}}
 
-    async def _submit(items):
+    async def _submit(items, through=batcher):
         try:
-            return await asyncio.gather(*(batcher.submit(i) for i in items))
+            return await asyncio.gather(*(through.submit(i) for i in items))
         except Overloaded as e:
             raise HTTPException(429, str(e), headers={"Retry-After": str(max(1, math.ceil(e.retry_after_s)))}) from None
+
+    async def submit_rerank(request):
+        (scores,) = await _submit([request], rerank_batcher)
+        return scores
+
+    rerank_api.add_routes(app, rerankers, submit_rerank, limits)
+
+    @app.get("/healthz")
+    async def healthz() -> dict:
+        return {"status": "ok", "index": index.name if index is not None else None,
+                "documents": len(index.docstore) if index is not None else 0, "mode": mode,
+                "systems": {name: stage.name for name, stage in systems.items()},
+                "rerankers": {name: stage.name for name, stage in rerankers.items()}}
+
+    @app.get("/metrics")
+    async def metrics() -> PlainTextResponse:
+        return PlainTextResponse(generate_latest(registry).decode(), media_type=CONTENT_TYPE_LATEST)
+
+    if index is None:
+        return app
 
     @app.get("/search")
     async def search(q: str = Query(..., max_length=100_000), k: int = Query(10, ge=1),
@@ -192,15 +234,6 @@ def create_app(index, systems: dict[str, Stage], mode: str = "single", limits: L
         if not click_log.returned(rid, docid, float(dwell)):
             raise HTTPException(404, "no such click")
         return {"ok": True}
-
-    @app.get("/healthz")
-    async def healthz() -> dict:
-        return {"status": "ok", "index": index.name, "documents": len(index.docstore), "mode": mode,
-                "systems": {name: stage.name for name, stage in systems.items()}}
-
-    @app.get("/metrics")
-    async def metrics() -> PlainTextResponse:
-        return PlainTextResponse(generate_latest(registry).decode(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/", response_class=HTMLResponse)
     async def page() -> str:

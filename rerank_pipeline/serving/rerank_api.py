@@ -1,0 +1,138 @@
+"""Cohere's rerank API (`POST /v1/rerank`, `POST /v2/rerank`), the wire format Jina, Infinity, TEI, vLLM and LiteLLM
+speak: a query and the documents to rerank go in (no index), `{id, results: [{index, relevance_score, document?}],
+meta}` comes out, best first. Requests share the search routes' micro-batcher and admission control (429 with
+Retry-After); errors use the same `{"detail": ...}` JSON shape.
+"""
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+
+@dataclass
+class RerankRequest:
+    model: str
+    query: str
+    documents: list[str]
+    top_n: int
+    return_documents: bool
+    max_tokens_per_doc: int | None
+
+
+class RerankError(ValueError):
+    """A request that cannot be served: `status` is the HTTP status to answer with."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+def parse_request(body: Any, version: int, models: Sequence[str], max_documents: int, max_query_chars: int,
+                  max_document_chars: int) -> RerankRequest:
+    """Validate a request body as Cohere does (documents as strings or `{"text": ...}` objects), plus this
+    server's caps. `model` must name a served reranker (v2 requires it; v1 falls back to the first)."""
+    if not isinstance(body, dict):
+        raise RerankError(422, "the body must be a JSON object")
+    model = body.get("model", models[0] if version == 1 and models else None)
+    if not isinstance(model, str):
+        raise RerankError(422, "'model' must be a string: the name of a served reranker")
+    if model not in models:
+        raise RerankError(404, f"no reranker named {model!r} is served (available: {', '.join(models) or 'none'})")
+    query = body.get("query")
+    if not isinstance(query, str) or not query.strip():
+        raise RerankError(422, "'query' must be a non-empty string")
+    if len(query) > max_query_chars:
+        raise RerankError(422, f"'query' over {max_query_chars} characters")
+    documents = body.get("documents")
+    if not isinstance(documents, list) or not documents:
+        raise RerankError(422, "'documents' must be a non-empty list")
+    if len(documents) > max_documents:
+        raise RerankError(413, f"{len(documents)} documents: at most {max_documents} per request")
+    texts = []
+    for i, doc in enumerate(documents):
+        text = doc.get("text") if isinstance(doc, dict) else doc
+        if not isinstance(text, str):
+            raise RerankError(422, f"documents[{i}] must be a string or an object with a string 'text'")
+        if len(text) > max_document_chars:
+            raise RerankError(413, f"documents[{i}] over {max_document_chars} characters")
+        texts.append(text)
+    top_n = body.get("top_n", len(texts))
+    if not isinstance(top_n, int) or isinstance(top_n, bool) or top_n < 1:
+        raise RerankError(422, "'top_n' must be an integer >= 1")
+    return_documents = body.get("return_documents", False)
+    if not isinstance(return_documents, bool):
+        raise RerankError(422, "'return_documents' must be true or false")
+    max_tokens = body.get("max_tokens_per_doc")
+    if max_tokens is not None and (not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1):
+        raise RerankError(422, "'max_tokens_per_doc' must be an integer >= 1")
+    return RerankRequest(model, query.strip(), texts, min(top_n, len(texts)), return_documents, max_tokens)
+
+
+def cut_to_tokens(tokenizer, texts: Sequence[str], max_tokens: int) -> list[str]:
+    """Each text cut after its first `max_tokens` word pieces (by the tokenizer's character offsets, so the kept
+    text is the original's prefix, not a detokenized copy)."""
+    enc = tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=True, truncation=True,
+                    max_length=max_tokens)
+    return [t[: offsets[-1][1]] if offsets else t for t, offsets in zip(texts, enc["offset_mapping"])]
+
+
+def score_requests(stages: dict[str, Any], requests: Sequence[RerankRequest]) -> list[np.ndarray]:
+    """One micro-batch: one `rerank_texts` call per model over all its requests' documents."""
+    out: list = [None] * len(requests)
+    for model in {r.model for r in requests}:
+        idx = [i for i, r in enumerate(requests) if r.model == model]
+        stage = stages[model]
+        documents = []
+        for i in idx:
+            docs = requests[i].documents
+            if requests[i].max_tokens_per_doc is not None:
+                docs = cut_to_tokens(stage_tokenizer(stage), docs, requests[i].max_tokens_per_doc)
+            documents.append(docs)
+        for i, scores in zip(idx, stage.rerank_texts([requests[i].query for i in idx], documents)):
+            out[i] = scores
+    return out
+
+
+def stage_tokenizer(stage):
+    """The tokenizer of the model inside a reranking stage (the stage itself, or the one it wraps)."""
+    while not hasattr(stage, "tokenizer"):
+        stage = stage.reranker
+    return stage.tokenizer
+
+
+def response(request: RerankRequest, scores: np.ndarray, version: int) -> dict:
+    order = np.argsort(-scores, kind="stable")[: request.top_n]
+    results = []
+    for i in order:
+        result = {"index": int(i), "relevance_score": float(scores[i])}
+        if request.return_documents:
+            result["document"] = {"text": request.documents[i]}
+        results.append(result)
+    return {"id": uuid.uuid4().hex, "results": results,
+            "meta": {"api_version": {"version": str(version)}, "billed_units": {"search_units": 1}}}
+
+
+def add_routes(app, stages: dict[str, Any], submit, limits) -> None:
+    """`POST /v1/rerank` and `POST /v2/rerank` on `app`; `submit(request)` awaits the micro-batcher."""
+    from fastapi import Body
+    from fastapi.responses import JSONResponse
+
+    async def rerank(body: Any, version: int):
+        try:
+            request = parse_request(body, version, list(stages), limits.max_rerank_documents,
+                                    limits.max_query_chars, limits.max_document_chars)
+        except RerankError as e:
+            return JSONResponse({"detail": str(e)}, status_code=e.status)
+        return response(request, await submit(request), version)
+
+    @app.post("/v1/rerank")
+    async def rerank_v1(body: Any = Body(...)):
+        return await rerank(body, 1)
+
+    @app.post("/v2/rerank")
+    async def rerank_v2(body: Any = Body(...)):
+        return await rerank(body, 2)
+

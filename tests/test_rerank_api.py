@@ -1,0 +1,120 @@
+"""Cohere's rerank API on `rerank serve --reranker-only`, called with the official `cohere` client; validation
+(4xx, never 5xx); the async entry points keep an event loop free."""
+import asyncio
+import time
+
+import httpx
+import numpy as np
+import pytest
+
+from test_serving import Server
+
+DOCS = ["Patagonia store in Tokyo, Japan", "cheap flights to Lima", "Japan rail pass for tourists",
+        "hiking boots for Patagonia", "ramen shops of Osaka", "a tent for two"]
+
+
+@pytest.fixture(scope="module")
+def models(tiny_encoder, tmp_path_factory):
+    from rerank_pipeline.rerankers import CrossJEM, PointwiseCrossEncoder
+
+    root = tmp_path_factory.mktemp("rerank-api")
+    CrossJEM.from_encoder(tiny_encoder, device="cpu").save(root / "cj")
+    PointwiseCrossEncoder.from_encoder(tiny_encoder, device="cpu").save(root / "pw")
+    return root
+
+
+@pytest.fixture(scope="module")
+def server(models):
+    srv = Server("--reranker-only", "--reranker", f"crossjem={models / 'cj'}", "--reranker", f"pointwise={models / 'pw'}")
+    yield srv
+    srv.stop()
+
+
+def test_cohere_clients_get_the_in_process_ranking(server, models):
+    cohere = pytest.importorskip("cohere")
+    from rerank_pipeline.rerankers import Reranker
+
+    expected = Reranker.load(models / "cj", "cpu").rank("patagonia japan", DOCS)
+    v2 = cohere.ClientV2(api_key="unused", base_url=server.url).rerank(
+        model="crossjem", query="patagonia japan", documents=DOCS, top_n=4)
+    assert [r.index for r in v2.results] == [e["corpus_id"] for e in expected[:4]]
+    np.testing.assert_allclose([r.relevance_score for r in v2.results], [e["score"] for e in expected[:4]], atol=1e-5)
+    v1 = cohere.Client(api_key="unused", base_url=server.url).rerank(
+        model="pointwise", query="patagonia japan", documents=DOCS, return_documents=True)
+    pointwise = Reranker.load(models / "pw", "cpu").rank("patagonia japan", DOCS)
+    assert [r.index for r in v1.results] == [e["corpus_id"] for e in pointwise]
+    assert [r.document.text for r in v1.results] == [DOCS[e["corpus_id"]] for e in pointwise]
+
+
+def test_rerank_api_shapes_and_bad_requests(server):
+    ok = httpx.post(server.url + "/v1/rerank", json={"query": "japan", "documents": [{"text": d} for d in DOCS],
+                                                     "top_n": 2, "return_documents": True}).json()
+    assert [set(r) for r in ok["results"]] == [{"index", "relevance_score", "document"}] * 2  # v1: model optional
+    assert ok["meta"]["api_version"]["version"] == "1" and ok["id"]
+    cut = httpx.post(server.url + "/v2/rerank", json={"model": "crossjem", "query": "japan", "documents": DOCS,
+                                                      "max_tokens_per_doc": 1}).json()
+    full = httpx.post(server.url + "/v2/rerank", json={"model": "crossjem", "query": "japan", "documents": DOCS}).json()
+    assert len(cut["results"]) == len(DOCS) and cut["results"] != full["results"]  # one word piece per document
+    unknown = httpx.post(server.url + "/v2/rerank", json={"model": "gpt", "query": "q", "documents": ["d"]})
+    assert unknown.status_code == 404 and "crossjem, pointwise" in unknown.json()["detail"]
+    bad = [{"query": "q", "documents": ["d"]},                                   # v2 needs a model
+           {"model": "crossjem", "query": "q", "documents": []},
+           {"model": "crossjem", "query": "", "documents": ["d"]},
+           {"model": "crossjem", "query": "q", "documents": ["d"], "top_n": 0},
+           {"model": "crossjem", "query": "q", "documents": ["d"], "top_n": "3"},
+           {"model": "crossjem", "query": "q", "documents": [1, 2]},
+           {"model": "crossjem", "query": "q", "documents": [{"title": "no text"}]},
+           {"model": "crossjem", "query": "q", "documents": ["d"], "max_tokens_per_doc": 0},
+           {"model": "crossjem", "query": "q", "documents": ["d"], "return_documents": "yes"},
+           {"model": "crossjem", "query": "q", "documents": ["d"] * 10_000},
+           ["not", "an", "object"]]
+    for body in bad:
+        r = httpx.post(server.url + "/v2/rerank", json=body)
+        assert 400 <= r.status_code < 500 and "detail" in r.json(), (body, r.status_code)
+    health = httpx.get(server.url + "/healthz").json()
+    assert health["index"] is None and set(health["rerankers"]) == {"crossjem", "pointwise"}
+    assert httpx.get(server.url + "/search", params={"q": "x"}).status_code == 404  # no index: rerank API only
+
+
+def test_rerank_only_without_a_model_fails_in_one_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from rerank_cli.main import app
+
+    result = CliRunner().invoke(app, ["serve", "--reranker-only"])
+    assert result.exit_code != 0 and "--reranker" in result.output and "Traceback" not in result.output
+
+
+def test_arank_and_asearch_leave_the_event_loop_free(models, demo_index):
+    from rerank_pipeline.config import open_pipeline
+    from rerank_pipeline.rerankers import Reranker
+
+    reranker = Reranker.load(models / "pw", "cpu")
+    pipe = open_pipeline(demo_index)
+    slow_rank = reranker.rank
+
+    def rank(*args):
+        time.sleep(0.3)  # a slow model: the loop must keep ticking meanwhile
+        return slow_rank(*args)
+
+    reranker.rank = rank
+
+    async def main():
+        ticks = 0
+
+        async def ticker():
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        task = asyncio.create_task(ticker())
+        ranked = await asyncio.gather(*(reranker.arank(q, DOCS, 3) for q in ("japan", "tent", "lima")))
+        run = await pipe.asearch({"1": "patagonia japan", "2": "tent"})
+        task.cancel()
+        return ticks, ranked, run
+
+    ticks, ranked, run = asyncio.run(main())
+    assert ticks >= 10  # 0.3 s of model time per call, all the while the loop ran
+    assert [r[0]["corpus_id"] for r in ranked] == [slow_rank(q, DOCS, 3)[0]["corpus_id"] for q in ("japan", "tent", "lima")]
+    assert [h.docid for h in run["1"]] == [h.docid for h in pipe("patagonia japan")]
