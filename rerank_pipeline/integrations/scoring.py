@@ -1,0 +1,41 @@
+"""What the framework stages share: scores for one query's texts from a local reranking stage or a remote rerank API."""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+
+class TextScorer:
+    """`reranker` is a reranking stage of this library (anything with `rerank_texts`), or the base URL of a server
+    that speaks Cohere's `/v1/rerank` (then `model` names the reranker it serves)."""
+
+    def __init__(self, reranker: Any, model: str | None = None, timeout_s: float = 60.0):
+        if isinstance(reranker, str):
+            self.url = reranker.rstrip("/")
+        elif hasattr(reranker, "rerank_texts"):
+            self.url = None
+        else:
+            raise TypeError(f"expected a reranker of rerank_pipeline or a rerank API URL, got {type(reranker).__name__}")
+        self.reranker, self.model, self.timeout_s = reranker, model, timeout_s
+
+    def scores(self, query: str, texts: Sequence[str]) -> np.ndarray:
+        if not len(texts):
+            return np.zeros(0, np.float32)
+        if self.url is None:
+            return self.reranker.rerank_texts([query], [list(texts)])[0]
+        import httpx
+
+        body = {"query": query, "documents": list(texts), **({"model": self.model} if self.model else {})}
+        response = httpx.post(self.url + "/v1/rerank", json=body, timeout=self.timeout_s)
+        response.raise_for_status()
+        scores = np.full(len(texts), -np.inf, np.float32)
+        for result in response.json()["results"]:
+            scores[result["index"]] = result["relevance_score"]
+        return scores
+
+    def top(self, query: str, texts: Sequence[str], top_n: int | None) -> list[tuple[int, float]]:
+        """(position, score) of the best `top_n` texts, best first."""
+        scores = self.scores(query, texts)
+        order = np.argsort(-scores, kind="stable")[:top_n]
+        return [(int(i), float(scores[i])) for i in order]
