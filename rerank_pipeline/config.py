@@ -31,7 +31,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "cutoff": 100,
 }
 _TOP_KEYS = {"name", "retrievers", "fusion", "cutoff", "reranker"}
-_RERANKER_KEYS = {"type", "model", "cutoff", "interpolate", "combine", "backend"}
+_RERANKER_KEYS = {"type", "model", "cutoff", "interpolate", "combine", "backend", "prompt"}
 _RETRIEVER_KEYS = {"bm25": {"type", "k"}, "dense": {"type", "k"},
                    "axn": {"type", "k", "budget", "rounds", "blend", "first", "reranker"}}
 

@@ -5,11 +5,12 @@ from typing import Any
 from .base import Reranker
 from .crossjem import DEFAULT_MODEL_DIR, CrossJEM
 from .hf import HFCrossEncoder
+from .llm import LLMReranker
 from .mice import MICE
 from .pointwise import PointwiseCrossEncoder
 
 RERANKERS: dict[str, type[Reranker]] = {"crossjem": CrossJEM, "pointwise": PointwiseCrossEncoder, "mice": MICE,
-                                       "hf-cross-encoder": HFCrossEncoder}
+                                       "hf-cross-encoder": HFCrossEncoder, "llm-reranker": LLMReranker}
 
 
 def _shipped_reranker_config() -> dict[str, Any] | None:
@@ -31,5 +32,6 @@ def load_reranker(spec: dict[str, Any]) -> Reranker:
     return (RERANKERS[spec["type"]] if "type" in spec else Reranker).from_spec(spec)
 
 
-__all__ = ["Reranker", "CrossJEM", "PointwiseCrossEncoder", "MICE", "HFCrossEncoder", "RERANKERS", "load_reranker",
+__all__ = ["Reranker", "CrossJEM", "PointwiseCrossEncoder", "MICE", "HFCrossEncoder", "LLMReranker", "RERANKERS",
+           "load_reranker",
            "DEFAULT_MODEL_DIR"]

@@ -82,8 +82,11 @@ class Reranker(Stage):
 
         path = Path(path)
         foreign = RERANKERS["hf-cross-encoder"]  # any Hugging Face cross-encoder: a directory, or a Hub id if allowed
-        if cls is Reranker and not (path / CONFIG_FILE).is_file() and (foreign.recognizes(path) or not path.exists()):
-            return foreign.load(path, device, backend)
+        if cls is Reranker and not (path / CONFIG_FILE).is_file():
+            if RERANKERS["llm-reranker"].recognizes(path):  # a causal LM scoring yes/no (llm.py)
+                return RERANKERS["llm-reranker"].load(path, device, backend)
+            if foreign.recognizes(path) or not path.exists():
+                return foreign.load(path, device, backend)
         for name in (CONFIG_FILE, "config.json", "model.safetensors"):
             if not (path / name).is_file():
                 raise FileNotFoundError(f"{path} is not a reranker model directory ({name} missing)")
