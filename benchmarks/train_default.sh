@@ -11,7 +11,7 @@
 # set's corpus, all judged positives added for training. Sets without a dev split (scifact) hold out 15% of train
 # queries by id hash (rerank_pipeline/io/beir.py). Measured on 2 CPU cores: benchmarks/results/training_cpu.md.
 # Resumable: a finished model is kept; an interrupted run continues with RESUME=1 (from OUT/crossjem/checkpoint).
-# On a GPU, raise LISTS_PER_EPOCH and EPOCHS (benchmarks/gpu_train.sh does).
+# On a GPU: benchmarks/device.sh (every list, a time budget, bf16).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 D=${DATASETS:-../shared/datasets}
