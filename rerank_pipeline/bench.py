@@ -121,9 +121,9 @@ def run_bench(sizes: Sequence[int] = (100, 700), queries: int = 5, repeats: int 
     model's transformer (ONNX backends on the CPU); the peer and MICE stay on torch."""
     import tempfile
 
-    from .rerankers.base import _device_for
+    from .rerankers.base import device_for_backend
 
-    device = _device_for(backend, device)
+    device = device_for_backend(backend, device)
     crossjem = CrossJEM.load(model_dir, device) if model_dir else CrossJEM.from_encoder(device=device)
     pointwise = PointwiseCrossEncoder.from_encoder(device=crossjem.device)
     pointwise.network.encoder.load_state_dict(crossjem.network.encoder.state_dict())  # the same encoder weights

@@ -105,9 +105,13 @@ class Reranker(Stage):
             raise ValueError(f"{path / 'model.safetensors'}: not a readable safetensors file ({e})") from None
         network = family.build_network(load_encoder(str(path), pretrained=False), config)
         network.load_state_dict(state, strict=True)
-        model = family(network, load_tokenizer(str(path)), config, _device_for(backend, device))
+        model = family(network, load_tokenizer(str(path)), config, device_for_backend(backend, device))
         model.source = str(path.resolve())  # where it came from (index parts built with it record this)
         return model.with_backend(backend)
+
+    def require_torch(self, action: str) -> None:
+        if self.backend != "torch":
+            raise ValueError(f"{action} a reranker from the torch backend (this one runs on {self.backend})")
 
     def with_backend(self, backend: str) -> "Reranker":
         from .onnx import use_backend
@@ -119,8 +123,7 @@ class Reranker(Stage):
 
         from .. import __version__
 
-        if self.backend != "torch":
-            raise ValueError(f"save a reranker from the torch backend (this one runs on {self.backend})")
+        self.require_torch("save")
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         state = {k: (v.half() if fp16 and v.is_floating_point() else v).contiguous().cpu()
@@ -138,7 +141,7 @@ class Reranker(Stage):
         if model == "default":
             from . import CrossJEM
 
-            return (CrossJEM if cls is Reranker else cls).default(_device_for(backend)).with_backend(backend)
+            return (CrossJEM if cls is Reranker else cls).default(device_for_backend(backend)).with_backend(backend)
         return cls.load(model, backend=backend)
 
     @classmethod
@@ -214,7 +217,7 @@ class Reranker(Stage):
         return await asyncio.to_thread(self.rank, query, documents, top_k)
 
 
-def _device_for(backend: str, device: str | None = None) -> str | None:
+def device_for_backend(backend: str, device: str | None = None) -> str | None:
     """ONNX backends run on the CPU: that is where their reranker's torch parts must live too."""
     return "cpu" if backend != "torch" and device is None else device
 

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ..encoders import quiet_transformers
-from .base import _device_for
+from .base import device_for_backend
 from .pointwise import PointwiseCrossEncoder
 
 
@@ -66,7 +66,7 @@ class HFCrossEncoder(PointwiseCrossEncoder):
         tokenizer = AutoTokenizer.from_pretrained(str(path))
         longest = min(getattr(model.config, "max_position_embeddings", 512), tokenizer.model_max_length, 512)
         config = {**cls.defaults, "max_item_tokens": longest - cls.defaults["max_query_tokens"] - 4}
-        reranker = cls(SequenceClassifier(model), tokenizer, config, _device_for(backend, device))
+        reranker = cls(SequenceClassifier(model), tokenizer, config, device_for_backend(backend, device))
         reranker.source = str(path)
         return reranker.with_backend(backend)
 
@@ -93,6 +93,7 @@ class HFCrossEncoder(PointwiseCrossEncoder):
         return ids, min(len(before) + len(query) + type_start, len(ids))
 
     def save(self, path: str | Path, fp16: bool = False) -> None:
+        self.require_torch("save")
         """A plain Hugging Face directory again (safetensors), loadable here and by sentence-transformers."""
         model = copy.deepcopy(self.network.model).half() if fp16 else self.network.model
         model.save_pretrained(path, safe_serialization=True)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .base import _device_for
+from .base import device_for_backend
 from .pointwise import PointwiseCrossEncoder
 
 PROMPT_FILE = "rerank_prompt.json"
@@ -70,7 +70,7 @@ class LLMReranker(PointwiseCrossEncoder):
         template, ids = check_prompt(prompt, tokenizer, f"{path} prompt")
         model = AutoModelForCausalLM.from_pretrained(str(path), use_safetensors=True)
         reranker = cls(YesNoScorer(model, *ids), tokenizer, {**cls.defaults, "prompt": {**prompt, "template": template}},
-                       _device_for(backend, device))
+                       device_for_backend(backend, device))
         reranker.source = str(path)
         return reranker.with_backend(backend)
 
@@ -84,6 +84,7 @@ class LLMReranker(PointwiseCrossEncoder):
         return None  # a causal LM's full logits would be exported; not worth it for a reranker of this kind
 
     def save(self, path: str | Path, fp16: bool = False) -> None:
+        self.require_torch("save")
         model = self.network.model.half() if fp16 else self.network.model
         model.save_pretrained(path, safe_serialization=True)
         self.tokenizer.save_pretrained(path)

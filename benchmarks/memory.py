@@ -1,0 +1,71 @@
+"""Peak resident memory of scoring one long list: N TREC DL19 passages (BM25 candidates) for one query, per reranker
+family and backend, each in a fresh process (so one run's peak does not hide another's). What scoring adds over the
+loaded model is what a token budget per forward pass bounds: it must not grow with the whole list.
+
+    python benchmarks/memory.py --items 1000 --out benchmarks/results/memory.md
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+CHILD = r"""
+import json, resource, sys, tempfile
+import torch
+from rerank_pipeline.bench import candidate_lists
+from rerank_pipeline.encoders import tokenize_ids
+from rerank_pipeline.io import read_records
+from rerank_pipeline.rerankers import MICE, CrossJEM, PointwiseCrossEncoder, Reranker
+
+family, backend, n, corpus = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+texts, lists = candidate_lists(n, 1, [r.text for r in read_records(corpus).records])
+with tempfile.TemporaryDirectory() as tmp:
+    if family == "mice":
+        PointwiseCrossEncoder.from_encoder(device="cpu").save(tmp + "/teacher")
+        MICE.from_teacher(tmp + "/teacher", device="cpu").save(tmp + "/m")
+    else:
+        {"crossjem": CrossJEM, "pointwise": PointwiseCrossEncoder}[family].from_encoder(device="cpu").save(tmp + "/m")
+    model = Reranker.load(tmp + "/m", "cpu", backend=backend)
+q = model.tokenize_queries(texts)
+items = [tokenize_ids(model.tokenizer, l) for l in lists]
+model.score_ids(q, [c[:2] for c in items])  # warm-up: lazy allocations of a first call
+loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+model.score_ids(q, items)
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"loaded": loaded, "peak": peak, "tokens": int(sum(len(t) for t in items[0]))}))
+"""
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--items", type=int, default=1000)
+    ap.add_argument("--corpus", type=Path, default=Path("../shared/datasets/trec-dl19/corpus.jsonl"))
+    ap.add_argument("--out", type=Path, default=Path("benchmarks/results/memory.md"))
+    args = ap.parse_args()
+    rows = []
+    for family, backends in (("crossjem", ("torch", "onnx", "onnx-int8")), ("pointwise", ("torch", "onnx", "onnx-int8")),
+                             ("mice", ("torch",))):
+        for backend in backends:
+            out = subprocess.run([sys.executable, "-c", CHILD, family, backend, str(args.items), str(args.corpus)],
+                                 capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+            r = json.loads(out)
+            rows.append((family, backend, r["loaded"], r["peak"], r["peak"] - r["loaded"], r["tokens"]))
+            print(rows[-1], flush=True)
+    lines = [f"# Peak memory scoring {args.items} {args.corpus.parent.name} passages for one query (2 CPU cores)", "",
+             f"Command: `python benchmarks/memory.py {' '.join(sys.argv[1:])}`", "",
+             "Fresh process per row; fresh heads on MiniLM (memory does not depend on the weights); items cut to each "
+             "family's max_item_tokens; encoder batches capped at 2,048 padded tokens on the CPU. 'before' is the peak "
+             "after loading and a 2-item warm-up call; 'added' is what scoring the whole list adds to the peak.", "",
+             "| family | backend | word pieces in the list | before MiB | peak MiB | added MiB |",
+             "|---|---|---|---|---|---|"]
+    lines += [f"| {f} | {b} | {t:,} | {lo:.0f} | {pk:.0f} | {ad:.0f} |" for f, b, lo, pk, ad, t in rows]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
