@@ -32,7 +32,7 @@ def known_errors():
     from rerank_pipeline.config import ConfigError
     from rerank_pipeline.index import InvalidIndexError
     from rerank_pipeline.io import InvalidInputError
-    from rerank_pipeline.rerankers.onnx import MissingExtraError
+    from rerank_pipeline.extras import MissingExtraError
 
     return (ConfigError, InvalidIndexError, InvalidInputError, FileNotFoundError, ValueError, MissingExtraError)
 

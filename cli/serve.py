@@ -26,7 +26,7 @@ def serve(
     mode: Mode = typer.Option(Mode.single, "--mode", help="single, ab (by session hash) or interleave (team draft)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Bind address (loopback unless told otherwise)."),
     port: int = typer.Option(8000, "--port", min=1, max=65535),
-    log: Optional[Path] = typer.Option(None, "--log", help="SQLite impression/click log (enables /click and /return)."),
+    log: Optional[str] = typer.Option(None, "--log", help="Impression/click log, a SQLite file or a postgresql:// URL (enables /click and /return)."),
     max_k: int = typer.Option(100, "--max-k", min=1, max=10000),
     max_batch: int = typer.Option(16, "--max-batch", min=1, help="Requests per micro-batch."),
     max_wait_ms: float = typer.Option(5.0, "--max-wait-ms", min=0.0, help="Wait to fill a micro-batch."),
@@ -40,7 +40,7 @@ def serve(
     import uvicorn
 
     from rerank_pipeline.config import rerank_stages
-    from rerank_pipeline.serving.clicklog import ClickLog
+    from rerank_pipeline.serving.clicklog import open_click_log
     from rerank_pipeline.serving import Limits, create_app
 
     if (mode == Mode.single) != (config_b is None):
@@ -58,7 +58,7 @@ def serve(
         application = create_app(idx, systems, mode.value, Limits(max_k=max_k, max_batch=max_batch,
                                                                    max_wait_ms=max_wait_ms, max_queue=max_queue,
                                                                    queue_deadline_ms=queue_deadline_ms),
-                                 ClickLog(log) if log else None, rerankers=served)
+                                 open_click_log(log) if log else None, rerankers=served)
     except known_errors() as e:
         fail(str(e))
     console.print(f"serving {idx.name if idx else 'no index'} on http://{host}:{port} ({mode.value}: "
@@ -69,15 +69,18 @@ def serve(
 
 @app.command("online-report")
 def online_report_cmd(
-    log: Path = typer.Argument(..., help="The server's SQLite click log."),
+    log: str = typer.Argument(..., help="The server's click log: a SQLite file or a postgresql:// URL."),
     quick_back_s: float = typer.Option(10.0, "--quick-back-s", min=0.0, help="A click whose user returned within this is a quick-back."),
 ) -> None:
     """Online metrics from a click log: CTR@k, MRR of clicks, abandonment, quick-back rate, interleaving, latency."""
     from rerank_pipeline.evaluation.online import online_report
 
-    if not log.is_file():
+    if not log.startswith(("postgresql://", "postgres://")) and not Path(log).is_file():
         fail(f"{log}: no such click log")
-    report = online_report(log, quick_back_s)
+    try:
+        report = online_report(log, quick_back_s)
+    except known_errors() as e:
+        fail(str(e))
     for title, key in (("per system", "systems"), ("latency (ms) per stage", "latency_ms")):
         console.print(render.frame(title, report[key]))
     if "interleaving" in report:

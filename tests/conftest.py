@@ -47,3 +47,17 @@ def tiny_encoder(tmp_path_factory) -> str:
     BertModel(config, add_pooling_layer=False).save_pretrained(path)
     load_tokenizer(default_encoder_path()).save_pretrained(path)
     return str(path)
+
+
+@pytest.fixture(scope="session")
+def postgres_url(tmp_path_factory):
+    """A PostgreSQL server for the session (the pgserver wheel: its own binaries, a data directory in a temporary
+    directory, a Unix socket there and no TCP port), stopped afterwards; skipped with the reason if it cannot start."""
+    try:
+        import pgserver
+
+        server = pgserver.get_server(tmp_path_factory.mktemp("postgres"), cleanup_mode="stop")
+    except Exception as e:  # no wheel for this platform, or the server would not start
+        pytest.skip(f"PostgreSQL could not start: {e}")
+    yield server.get_uri()
+    server.cleanup()

@@ -106,7 +106,9 @@ def test_missing_onnxruntime_names_the_extra(models, monkeypatch):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_onnxruntime)
-    with pytest.raises(onnx_backend.MissingExtraError, match=r"rerank-pipeline\[onnx\]"):
+    from rerank_pipeline.extras import MissingExtraError
+
+    with pytest.raises(MissingExtraError, match=r"rerank-pipeline\[onnx\]"):
         Reranker.load(models["pointwise"], backend="onnx")
 
 

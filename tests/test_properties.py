@@ -31,9 +31,9 @@ def client(bm25_index, tmp_path_factory):
     from fastapi.testclient import TestClient
 
     from rerank_pipeline.serving import Limits, create_app
-    from rerank_pipeline.serving.clicklog import ClickLog
+    from rerank_pipeline.serving.clicklog import SQLiteClickLog
 
-    log = ClickLog(tmp_path_factory.mktemp("log") / "clicks.sqlite")
+    log = SQLiteClickLog(tmp_path_factory.mktemp("log") / "clicks.sqlite")
     with TestClient(create_app(bm25_index, {"A": BM25(bm25_index, 100)}, limits=Limits(), click_log=log)) as c:
         yield c
 

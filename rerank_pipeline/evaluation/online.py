@@ -10,18 +10,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..serving.clicklog import ClickLog
+from ..serving.clicklog import open_click_log
 from ..serving.interleaving import credit
 
 
-def online_report(log_path: str | Path, quick_back_s: float = 10.0, ks: tuple[int, ...] = (1, 5, 10)) -> dict:
+def online_report(log: str | Path, quick_back_s: float = 10.0, ks: tuple[int, ...] = (1, 5, 10)) -> dict:
     from scipy.stats import binomtest
 
-    log = ClickLog(log_path)
+    store = open_click_log(log)  # a SQLite path or a postgresql:// URL
     try:
-        imps, clicks = log.rows()
+        imps, clicks = store.rows()
     finally:
-        log.close()
+        store.close()
     by_request = defaultdict(list)
     for request_id, docid, rank, ts, dwell in clicks:
         by_request[request_id].append((rank, dwell))

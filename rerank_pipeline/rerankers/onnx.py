@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..extras import require
+
 BACKENDS = ("torch", "onnx", "onnx-int8")
 FILES = {"onnx": "model.onnx", "onnx-int8": "model.int8.onnx"}
 
@@ -26,16 +28,8 @@ def cache_root() -> Path:
     return Path(os.environ.get("RERANK_CACHE", Path.home() / ".cache" / "rerank-pipeline")) / "onnx"
 
 
-class MissingExtraError(ImportError):
-    """An optional dependency is not installed; the message names the extra that installs it."""
-
-
 def _require_onnxruntime():
-    try:
-        import onnxruntime
-    except ImportError:
-        raise MissingExtraError("the onnx backends need ONNX Runtime: pip install 'rerank-pipeline[onnx]'") from None
-    return onnxruntime
+    return require("onnxruntime", "onnx", "an onnx backend")
 
 
 class _Outputs(nn.Module):

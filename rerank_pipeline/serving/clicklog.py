@@ -1,4 +1,8 @@
-"""Impression and click log in SQLite (WAL, so the server writes while reports read)."""
+"""Impression and click log: SQLite (WAL, so the server writes while reports read; the embedded default) or
+PostgreSQL (psycopg 3 with a connection pool; every replica of a service writes to one store). One interface and
+one versioned schema: opening an older log upgrades it in a transaction, a newer one is refused. A write returns
+only after its commit, so what the server acknowledged is in the store.
+"""
 from __future__ import annotations
 
 import json
@@ -7,56 +11,158 @@ import threading
 import time
 from pathlib import Path
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS impressions (
-    request_id TEXT PRIMARY KEY, ts REAL NOT NULL, session TEXT NOT NULL, query TEXT NOT NULL,
-    mode TEXT NOT NULL, system TEXT NOT NULL, results TEXT NOT NULL, timings TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS clicks (
-    id INTEGER PRIMARY KEY, request_id TEXT NOT NULL REFERENCES impressions(request_id), docid TEXT NOT NULL,
-    rank INTEGER NOT NULL, ts REAL NOT NULL, dwell_s REAL);
-CREATE INDEX IF NOT EXISTS clicks_request ON clicks(request_id);
-"""
+SCHEMA_VERSION = 2
+# Version 1 is the schema logs had before it was versioned (no schema_version table); each later entry upgrades the
+# one before. Types are written for both dialects: {id} and {float} are filled per backend.
+MIGRATIONS = {
+    1: ["CREATE TABLE IF NOT EXISTS impressions (request_id TEXT PRIMARY KEY, ts {float} NOT NULL, "
+        "session TEXT NOT NULL, query TEXT NOT NULL, mode TEXT NOT NULL, system TEXT NOT NULL, results TEXT NOT NULL, "
+        "timings TEXT NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS clicks (id {id}, request_id TEXT NOT NULL REFERENCES impressions(request_id), "
+        "docid TEXT NOT NULL, rank INTEGER NOT NULL, ts {float} NOT NULL, dwell_s {float})",
+        "CREATE INDEX IF NOT EXISTS clicks_request ON clicks(request_id)"],
+    2: ["CREATE INDEX IF NOT EXISTS impressions_session ON impressions(session)"],
+}
+
+
+class SchemaError(ValueError):
+    """The log was written by a newer version of this library."""
 
 
 class ClickLog:
+    """The log's operations over a backend's `_run(statements_with_params, fetch)`; subclasses connect."""
+
+    types = {"id": "INTEGER PRIMARY KEY", "float": "REAL"}
+    mark = "?"
+
+    def _open(self, where: str) -> None:
+        """Bring the schema up to date (the connection is closed again if that fails)."""
+        self.where = where
+        try:
+            self._migrate()
+        except BaseException:
+            self.close()
+            raise
+
+    # ---- backend ----------------------------------------------------------------------------------------------
+    def _run(self, statements: list[tuple[str, tuple]], fetch: bool = False):
+        """Run the statements in one transaction, committed before returning; the last one's rows if `fetch`,
+        else its row count."""
+        raise NotImplementedError
+
+    def _has_table(self, name: str) -> bool:
+        raise NotImplementedError
+
+    def _sql(self, statement: str) -> str:
+        return statement.replace("?", self.mark).format(**self.types)
+
+    # ---- schema -----------------------------------------------------------------------------------------------
+    def version(self) -> int:
+        if self._has_table("schema_version"):
+            return int(self._run([("SELECT max(version) FROM schema_version", ())], fetch=True)[0][0])
+        return 1 if self._has_table("impressions") else 0
+
+    def _migrate(self) -> None:
+        current = self.version()
+        if current > SCHEMA_VERSION:
+            raise SchemaError(f"{self.where}: click log schema version {current} is newer than this library's "
+                              f"({SCHEMA_VERSION}); upgrade rerank-pipeline to read it")
+        if current == SCHEMA_VERSION:
+            return
+        steps = [(s, ()) for v in range(current + 1, SCHEMA_VERSION + 1) for s in MIGRATIONS[v]]
+        steps += [("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)", ()),
+                  ("DELETE FROM schema_version", ()), ("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))]
+        self._run(steps)
+
+    # ---- the log ----------------------------------------------------------------------------------------------
+    def impression(self, request_id: str, session: str, query: str, mode: str, system: str,
+                   results: list[dict], timings: dict[str, float]) -> None:
+        self._run([("INSERT INTO impressions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (request_id, time.time(), session, query, mode, system, json.dumps(results),
+                     json.dumps(timings)))])
+
+    def click(self, request_id: str, docid: str) -> int | None:
+        """Record a click on a shown result; returns its rank, or None if the request/doc was never shown."""
+        rows = self._run([("SELECT results FROM impressions WHERE request_id = ?", (request_id,))], fetch=True)
+        if not rows:
+            return None
+        rank = next((r["rank"] for r in json.loads(rows[0][0]) if r["id"] == docid), None)
+        if rank is not None:
+            self._run([("INSERT INTO clicks (request_id, docid, rank, ts) VALUES (?, ?, ?, ?)",
+                        (request_id, docid, rank, time.time()))])
+        return rank
+
+    def returned(self, request_id: str, docid: str, dwell_s: float) -> bool:
+        """The user came back to the results after `dwell_s` seconds on the clicked document (last click wins)."""
+        return self._run([("UPDATE clicks SET dwell_s = ? WHERE id = (SELECT max(id) FROM clicks WHERE "
+                           "request_id = ? AND docid = ?)", (dwell_s, request_id, docid))]) > 0
+
+    def rows(self) -> tuple[list[tuple], list[tuple]]:
+        imps = self._run([("SELECT request_id, ts, session, query, mode, system, results, timings FROM impressions "
+                           "ORDER BY ts, request_id", ())], fetch=True)
+        clicks = self._run([("SELECT request_id, docid, rank, ts, dwell_s FROM clicks ORDER BY id", ())], fetch=True)
+        return [tuple(r) for r in imps], [tuple(r) for r in clicks]
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+class SQLiteClickLog(ClickLog):
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self._lock = threading.Lock()
         self._con = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._con.execute("PRAGMA journal_mode=WAL")
-        self._con.executescript(SCHEMA)
+        self._open(str(self.path))
 
-    def impression(self, request_id: str, session: str, query: str, mode: str, system: str,
-                   results: list[dict], timings: dict[str, float]) -> None:
+    def _run(self, statements, fetch=False):
         with self._lock:
-            self._con.execute("INSERT INTO impressions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                              (request_id, time.time(), session, query, mode, system, json.dumps(results),
-                               json.dumps(timings)))
+            self._con.execute("BEGIN IMMEDIATE")
+            try:
+                for sql, params in statements:
+                    cur = self._con.execute(self._sql(sql), params)
+                out = cur.fetchall() if fetch else cur.rowcount
+                self._con.execute("COMMIT")
+            except BaseException:
+                self._con.execute("ROLLBACK")
+                raise
+        return out
 
-    def click(self, request_id: str, docid: str) -> int | None:
-        """Record a click on a shown result; returns its rank, or None if the request/doc was never shown."""
-        row = self._con.execute("SELECT results FROM impressions WHERE request_id = ?", (request_id,)).fetchone()
-        if row is None:
-            return None
-        rank = next((r["rank"] for r in json.loads(row[0]) if r["id"] == docid), None)
-        if rank is not None:
-            with self._lock:
-                self._con.execute("INSERT INTO clicks (request_id, docid, rank, ts) VALUES (?, ?, ?, ?)",
-                                  (request_id, docid, rank, time.time()))
-        return rank
-
-    def returned(self, request_id: str, docid: str, dwell_s: float) -> bool:
-        """The user came back to the results after `dwell_s` seconds on the clicked document (last click wins)."""
-        with self._lock:
-            cur = self._con.execute(
-                "UPDATE clicks SET dwell_s = ? WHERE id = (SELECT max(id) FROM clicks WHERE request_id = ? AND docid = ?)",
-                (dwell_s, request_id, docid))
-        return cur.rowcount > 0
-
-    def rows(self) -> tuple[list[tuple], list[tuple]]:
-        imps = self._con.execute("SELECT request_id, ts, session, query, mode, system, results, timings FROM impressions").fetchall()
-        clicks = self._con.execute("SELECT request_id, docid, rank, ts, dwell_s FROM clicks ORDER BY id").fetchall()
-        return imps, clicks
+    def _has_table(self, name: str) -> bool:
+        return self._con.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                                 (name,)).fetchone() is not None
 
     def close(self) -> None:
         self._con.close()
+
+
+class PostgresClickLog(ClickLog):
+    types = {"id": "BIGSERIAL PRIMARY KEY", "float": "DOUBLE PRECISION"}
+    mark = "%s"
+
+    def __init__(self, url: str, pool_size: int = 4):
+        from ..extras import require
+
+        require("psycopg", "postgres", "a PostgreSQL click log")
+        ConnectionPool = require("psycopg_pool", "postgres", "a PostgreSQL click log").ConnectionPool
+        self._pool = ConnectionPool(url, min_size=1, max_size=pool_size, open=True, timeout=10)
+        self._open(url.split("@")[-1])  # no password in messages
+
+    def _run(self, statements, fetch=False):
+        with self._pool.connection() as con:  # one transaction, committed when the block ends
+            for sql, params in statements:
+                cur = con.execute(self._sql(sql), params)
+            return cur.fetchall() if fetch else cur.rowcount
+
+    def _has_table(self, name: str) -> bool:
+        return bool(self._run([("SELECT to_regclass(?) IS NOT NULL", (name,))], fetch=True)[0][0])
+
+    def close(self) -> None:
+        self._pool.close()
+
+
+def open_click_log(target: str | Path) -> ClickLog:
+    """A `postgresql://` URL opens PostgreSQL; anything else is a SQLite file path."""
+    if str(target).startswith(("postgresql://", "postgres://")):
+        return PostgresClickLog(str(target))
+    return SQLiteClickLog(target)
