@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 D=${DATASETS:-../shared/datasets}
-for s in dbpedia-titles wikiqa trec-dl19; do
+for s in ${SETS:-dbpedia-titles wikiqa trec-dl19}; do
   .venv/bin/rerank bench --corpus "$D/$s/corpus.jsonl" -n 100 -n 700 --queries ${QUERIES:-3} --repeats ${REPEATS:-3} \
     --device cpu --backend torch --backend onnx --backend onnx-int8 -o "benchmarks/results/bench_cpu_backends_$s.md"
 done
