@@ -63,3 +63,31 @@ def test_full_queue_is_refused():
     results = asyncio.run(scenario())
     assert sum(isinstance(r, Overloaded) for r in results) >= 2
     assert [r for r in results if not isinstance(r, Exception)] == [2 * i for i in range(6) if not isinstance(results[i], Exception)]
+
+
+def test_costly_requests_fill_batches_by_cost_and_queue_by_cost():
+    """Requests of 100 and 700 documents: a batch holds at most max_cost documents (a bigger request alone), and the
+    queue ahead is counted in batches of cost, so a burst of big requests is shed at once instead of being admitted
+    into one huge batch."""
+    calls = []
+
+    def batch_fn(items):
+        calls.append([len(x) for x in items])
+        time.sleep(0.05 * sum(len(x) for x in items) / 100)  # time grows with documents
+        return [len(x) for x in items]
+
+    async def scenario():
+        batcher = MicroBatcher(batch_fn, max_batch=16, max_wait_ms=20, queue_deadline_ms=100,
+                               cost=len, max_cost=256)
+        await batcher.start()
+        await batcher.submit(["d"] * 100)                                 # one batch of 100 documents: ~0.05 s
+        small = await asyncio.gather(*(batcher.submit(["d"] * 100) for _ in range(4)))
+        big = await asyncio.gather(*(batcher.submit(["d"] * 700) for _ in range(6)), return_exceptions=True)
+        await batcher.stop()
+        return small, big
+
+    small, big = asyncio.run(scenario())
+    assert small == [100] * 4 and [len(c) for c in calls[1:3]] == [2, 2]   # 100-document requests two by two
+    assert all(len(c) == 1 for c in calls[3:])                              # a 700-document request runs alone
+    refused = [r for r in big if isinstance(r, Overloaded)]
+    assert len(refused) >= 3 and [r for r in big if not isinstance(r, Overloaded)] == [700] * (6 - len(refused))

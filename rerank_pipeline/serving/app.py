@@ -33,6 +33,7 @@ class Limits:
     max_queue: int = 256
     queue_deadline_ms: float = 1000.0  # refuse (429) a request expected to wait longer
     max_rerank_documents: int = 1000   # per /v1/rerank request
+    max_rerank_batch_documents: int = 256  # per micro-batch of rerank requests (at least one request)
     max_document_chars: int = 20000
     max_rerank_body_bytes: int = 8 * 2 ** 20
 
@@ -97,7 +98,9 @@ def create_app(index, systems: dict[str, Stage], mode: str = "single", limits: L
     batcher = MicroBatcher(search_batch, limits.max_batch, limits.max_wait_ms, limits.max_queue,
                            limits.queue_deadline_ms)
     rerank_batcher = MicroBatcher(lambda requests: rerank_api.score_requests(rerankers, requests), limits.max_batch,
-                                  limits.max_wait_ms, limits.max_queue, limits.queue_deadline_ms)
+                                  limits.max_wait_ms, limits.max_queue, limits.queue_deadline_ms,
+                                  cost=lambda request: len(request.documents),
+                                  max_cost=limits.max_rerank_batch_documents)
 
     @asynccontextmanager
     async def lifespan(app):

@@ -3,7 +3,11 @@ the reranker scores many queries' candidates per encoder pass.
 
 Admission control: a request is refused at once (Overloaded, with a retry-after) when the queue is full, or when
 its expected wait (batches ahead of it x the recent batch time) passes the queue deadline; accepted requests thus
-keep a bounded latency under any load instead of all queueing without bound."""
+keep a bounded latency under any load instead of all queueing without bound.
+
+Requests of very different sizes (a rerank call with 10 documents or with 700) give `cost` (documents) and
+`max_cost`: a batch then holds at most `max_cost` of work (at least one request), so one batch's time stays
+bounded, and the queue ahead is counted in full batches of cost."""
 from __future__ import annotations
 
 import asyncio
@@ -18,12 +22,17 @@ class Overloaded(Exception):
 
 class MicroBatcher:
     def __init__(self, fn: Callable[[Sequence[Any]], Sequence[Any]], max_batch: int = 16, max_wait_ms: float = 5.0,
-                 max_queue: int = 256, queue_deadline_ms: float = 1000.0):
+                 max_queue: int = 256, queue_deadline_ms: float = 1000.0,
+                 cost: Callable[[Any], int] | None = None, max_cost: int | None = None):
         self.fn, self.max_batch, self.max_wait, self.max_queue = fn, max_batch, max_wait_ms / 1000, max_queue
         self.deadline = queue_deadline_ms / 1000
+        self.cost = cost or (lambda item: 1)
+        self.max_cost = max_cost or max_batch  # with unit costs: max_batch requests
         self.batch_seconds = 0.0  # moving average of one batch call
         self._running_since: float | None = None  # loop time the batch being computed started
         self._queue: asyncio.Queue | None = None
+        self._queued_cost = 0
+        self._next = None  # a request taken from the queue that did not fit the batch before: it starts the next
         self._worker: asyncio.Task | None = None
 
     def expected_wait(self) -> float:
@@ -32,7 +41,7 @@ class MicroBatcher:
         left = 0.0
         if self._running_since is not None:
             left = max(0.0, self.batch_seconds - (asyncio.get_running_loop().time() - self._running_since))
-        return left + (self._queue.qsize() // self.max_batch) * self.batch_seconds
+        return left + (self._queued_cost // self.max_cost) * self.batch_seconds
 
     async def start(self) -> None:
         self._queue = asyncio.Queue()
@@ -50,32 +59,48 @@ class MicroBatcher:
             raise Overloaded(f"expected wait {wait * 1000:.0f} ms is over the {self.deadline * 1000:.0f} ms queue "
                              f"deadline", wait)
         future = asyncio.get_running_loop().create_future()
-        await self._queue.put((item, future))
+        cost = min(self.cost(item), self.max_cost)
+        self._queued_cost += cost
+        await self._queue.put((item, future, cost))
         return await future
+
+    async def _take(self, timeout: float | None = None):
+        entry = await (asyncio.wait_for(self._queue.get(), timeout) if timeout is not None else self._queue.get())
+        self._queued_cost -= entry[2]
+        return entry
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            batch = [await self._queue.get()]
+            if self._next is not None:  # waiting still: its cost stayed counted in the queue's
+                batch, self._next = [self._next], None
+                self._queued_cost -= batch[0][2]
+            else:
+                batch = [await self._take()]
             deadline = loop.time() + self.max_wait
             while len(batch) < self.max_batch:
                 timeout = deadline - loop.time()
                 if timeout <= 0:
                     break
                 try:
-                    batch.append(await asyncio.wait_for(self._queue.get(), timeout))
+                    entry = await self._take(timeout)
                 except asyncio.TimeoutError:
                     break
+                if sum(c for _, _, c in batch) + entry[2] > self.max_cost:
+                    self._next = entry
+                    self._queued_cost += entry[2]
+                    break
+                batch.append(entry)
             started = self._running_since = loop.time()
             try:
-                results = await loop.run_in_executor(None, self.fn, [item for item, _ in batch])
+                results = await loop.run_in_executor(None, self.fn, [item for item, _, _ in batch])
                 took = loop.time() - started
                 self.batch_seconds = took if not self.batch_seconds else 0.8 * self.batch_seconds + 0.2 * took
-                for (_, future), result in zip(batch, results):
+                for (_, future, _), result in zip(batch, results):
                     if not future.done():
                         future.set_result(result)
             except Exception as e:  # the batch failed: every waiting request gets the error
-                for _, future in batch:
+                for _, future, _ in batch:
                     if not future.done():
                         future.set_exception(e)
             finally:
