@@ -96,18 +96,11 @@ def test_backends_refuse_what_they_cannot_do(models, tiny_encoder, tmp_path):
 
 
 def test_missing_onnxruntime_names_the_extra(models, monkeypatch):
-    import builtins
+    import sys
 
-    real_import = builtins.__import__
-
-    def no_onnxruntime(name, *args, **kwargs):
-        if name == "onnxruntime":
-            raise ImportError("No module named 'onnxruntime'")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_onnxruntime)
     from rerank_pipeline.extras import MissingExtraError
 
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # what an interpreter without the package sees
     with pytest.raises(MissingExtraError, match=r"rerank-pipeline\[onnx\]"):
         Reranker.load(models["pointwise"], backend="onnx")
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -67,26 +68,23 @@ def quantize(source: Path, target: Path) -> None:
     quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"])
 
 
-class _Quiet:
+@contextmanager
+def _quiet():
     """Exporter and quantizer chatter (deprecations, 'consider pre-processing') is not the user's business."""
+    import logging
+    import warnings
 
-    def __enter__(self):
-        import logging
-        import warnings
-
-        self._warnings = warnings.catch_warnings()
-        self._warnings.__enter__()
+    loggers = [logging.getLogger(name) for name in ("", "torch")]
+    levels = [logger.level for logger in loggers]
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        self._levels = {name: logging.getLogger(name).level for name in ("", "torch")}
-        for name in self._levels:
-            logging.getLogger(name).setLevel(logging.ERROR)
-
-    def __exit__(self, *exc):
-        import logging
-
-        for name, level in self._levels.items():
-            logging.getLogger(name).setLevel(level)
-        self._warnings.__exit__(*exc)
+        for logger in loggers:
+            logger.setLevel(logging.ERROR)
+        try:
+            yield
+        finally:
+            for logger, level in zip(loggers, levels):
+                logger.setLevel(level)
 
 
 def cached_model(module: nn.Module, inputs: tuple[str, ...], output: str, fingerprint: str, backend: str) -> Path:
@@ -100,7 +98,7 @@ def cached_model(module: nn.Module, inputs: tuple[str, ...], output: str, finger
     work = target.with_name(f".{fingerprint}.{os.getpid()}.tmp")
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    with _Quiet():
+    with _quiet():
         if (target / FILES["onnx"]).is_file():
             shutil.copy(target / FILES["onnx"], work / FILES["onnx"])
         else:

@@ -62,12 +62,12 @@ def create_app(index, systems: dict[str, Stage], mode: str = "single", limits: L
     """`systems` maps 'A' (and 'B' for experiments) to pipelines over `index`; `mode` is single, ab or interleave.
     `rerankers` (name -> reranking stage) are served on /v1/rerank and /v2/rerank; with no index and no systems the
     server answers those routes (and /healthz, /metrics) alone."""
-    from . import rerank_api
-
     from fastapi import Body, FastAPI, HTTPException, Query, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
     from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+
+    from . import rerank_api
 
     limits = limits or Limits()
     rerankers = rerankers or {}
