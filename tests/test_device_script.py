@@ -43,4 +43,4 @@ def test_device_script_exports_and_dry_runs(tmp_path):
         names = {Path(n).name for n in tar.getnames()}
         bench = tar.extractfile("./bench_amazon-google.md").read().decode()
     assert {"training.json", "env.txt", "bench_amazon-google.md"} <= names
-    assert "| 20 | cpu | 2 |" in bench
+    assert "| 20 | cpu | torch | 2 |" in bench
