@@ -7,6 +7,7 @@ length under a token budget, with the pointwise family's batching.
 """
 from __future__ import annotations
 
+import copy
 import json
 from functools import cached_property
 from pathlib import Path
@@ -85,7 +86,7 @@ class LLMReranker(PointwiseCrossEncoder):
 
     def save(self, path: str | Path, fp16: bool = False) -> None:
         self.require_torch("save")
-        model = self.network.model.half() if fp16 else self.network.model
+        model = copy.deepcopy(self.network.model).half() if fp16 else self.network.model  # the live one stays
         model.save_pretrained(path, safe_serialization=True)
         self.tokenizer.save_pretrained(path)
         (Path(path) / PROMPT_FILE).write_text(json.dumps(self.config["prompt"], indent=2))
