@@ -132,7 +132,8 @@ def run_bench(sizes: Sequence[int] = (100, 700), queries: int = 5, repeats: int 
         pointwise.save(tmp)
         mice = MICE.load(mice_dir, crossjem.device) if mice_dir else MICE.from_teacher(
             tmp, device=crossjem.device, max_item_tokens=pointwise.config["max_item_tokens"])
-    crossjem.with_backend(backend), pointwise.with_backend(backend)
+    for model in (crossjem, pointwise):
+        model.with_backend(backend)
     rows = []
     for n in sizes:
         texts, lists = candidate_lists(n, queries, corpus)

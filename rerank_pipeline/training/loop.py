@@ -268,8 +268,8 @@ def train(model: Reranker, train_lists: list[RankingList], dev_lists: list[Ranki
         if epoch - state["best_epoch"] > cfg.patience:
             log(f"early stop: no dev improvement for {cfg.patience} epochs")
             break
-        if cfg.max_seconds and state["history"] and time.time() - started + state["history"][-1].get("epoch_seconds", 0.0) \
-                > cfg.max_seconds:
+        pace = state["history"][-1].get("epoch_seconds", 0.0) if state["history"] else 0.0
+        if cfg.max_seconds and state["history"] and time.time() - started + pace > cfg.max_seconds:
             log(f"stopped before epoch {epoch}: it would end past the {cfg.max_seconds:.0f} s budget")
             break
         epoch_started = time.time()
