@@ -232,17 +232,3 @@ def test_update_recomputes_states_with_the_same_model(mice_dir, tmp_path):
         got = model.transform({"q": "osaka food"}, run)
     assert [h.docid for h in got["q"]] == ["n1"]
     assert len(DocumentStates.beside(updated.docstore).offsets) == len(updated.docstore) + 1
-
-
-def test_states_in_chunks_score_as_all_at_once(mice_dir, monkeypatch):
-    """Scoring documents chunk by chunk (bounded memory on long lists) gives the scores of one pass over all."""
-    import rerank_pipeline.rerankers.mice as mice_module
-
-    model = MICE.load(mice_dir, device="cpu")
-    rng = np.random.default_rng(0)
-    queries = [rng.integers(1000, 8000, 4) for _ in range(3)]
-    items = [[rng.integers(1000, 8000, rng.integers(1, 30)) for _ in range(n)] for n in (7, 1, 12)]
-    whole = model.score_ids(queries, items)
-    monkeypatch.setattr(mice_module, "STATE_CHUNK_TOKENS", 40)  # a few documents per chunk, chunks across queries
-    for a, b in zip(whole, model.score_ids(queries, items)):
-        np.testing.assert_allclose(b, a, atol=1e-5)

@@ -17,7 +17,6 @@ from ..base import Reranker, budget_batches, tensor_digest
 from .model import MiceNetwork
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[2] / "models" / "mice-minilm-l6"
-STATE_CHUNK_TOKENS = 32768  # document word pieces whose layer-m states a call holds at once (50 MiB at 384 floats)
 
 
 class MICE(Reranker):
@@ -121,28 +120,10 @@ class MICE(Reranker):
 
     def logits(self, query_ids: Sequence[np.ndarray], candidates: Sequence[Sequence[np.ndarray]],
                max_batch_tokens: int | None = None) -> list[torch.Tensor]:
-        """Both sides computed here (training, and reranking without stored states). Documents go in chunks of at
-        most STATE_CHUNK_TOKENS word pieces, states computed and used chunk by chunk: a long list never holds all
-        its documents' states at once (1,000 passages held 165 MiB; results/memory.md)."""
+        """Both sides computed here (training, and reranking without stored states)."""
         q_states, q_mask = self.query_states(query_ids)
-        pairs = [(q, j) for q, c in enumerate(candidates) for j in range(len(c))]
-        parts: list[list[torch.Tensor]] = [[] for _ in candidates]
-        start = 0
-        while start < len(pairs):
-            end, tokens = start, 0
-            while end < len(pairs) and (end == start or tokens + len(candidates[pairs[end][0]][pairs[end][1]]) + 1
-                                        <= STATE_CHUNK_TOKENS):
-                tokens += len(candidates[pairs[end][0]][pairs[end][1]]) + 1
-                end += 1
-            chunk = pairs[start:end]
-            states = self.document_states([candidates[q][j] for q, j in chunk], max_batch_tokens)
-            docs: list[list[torch.Tensor]] = [[] for _ in candidates]
-            for (q, _), state in zip(chunk, states):
-                docs[q].append(state)
-            for q, scores in enumerate(self.interact(q_states, q_mask, docs, max_batch_tokens)):
-                parts[q].append(scores)
-            start = end
-        return [torch.cat(p) if p else torch.zeros(0, device=self.device) for p in parts]
+        flat = self.document_states([t for c in candidates for t in c], max_batch_tokens)
+        return self.interact(q_states, q_mask, split_by(flat, map(len, candidates)), max_batch_tokens)
 
     # ---- stored document states --------------------------------------------------------------------------------
     @cached_property
