@@ -10,16 +10,12 @@ server's resident memory after warm-up and at the end.
 from __future__ import annotations
 
 import argparse
-import socket
-import subprocess
 import sys
 import tempfile
-import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
-import numpy as np
+from loopback import accepted_ms, drive, serve, statuses
 
 from rerank_pipeline.demo import demo_records, synthetic_titles, write_demo_corpus, write_titles_corpus
 from rerank_pipeline.index import Index, build_index
@@ -61,21 +57,8 @@ def main() -> None:
         if index_dir is None:
             build_index(write_demo_corpus(Path(tmp) / "demo.jsonl"), "demo", tmp, show_progress=False)
             index_dir = tmp
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        url = f"http://127.0.0.1:{port}"
-        server = subprocess.Popen([str(Path(sys.executable).with_name("rerank")), "serve", "--index-dir", index_dir,
-                                   "--index", name, "--port", str(port),
-                                   *(["--config", str(args.config)] if args.config else [])],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            for _ in range(240):
-                try:
-                    if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    time.sleep(0.5)
+        with serve("--index-dir", index_dir, "--index", name,
+                   *(["--config", str(args.config)] if args.config else [])) as (url, server):
             for q in queries[:20]:  # warm-up: numba JIT, model caches
                 httpx.get(url + "/search", params={"q": q, "k": 10}, timeout=60)
             rss_warm = rss_mb(server.pid)
@@ -83,31 +66,10 @@ def main() -> None:
             runs = [(c, args.requests, args.time_bound_s) for c in args.clients]
             runs += [(c, 10**9, args.duration_s) for c in args.clients_for]
             for clients, n_requests, seconds in runs:
-                deadline = time.time() + seconds
-
-                def client(c: int) -> list[tuple[float, int]]:
-                    out = []
-                    with httpx.Client(base_url=url, timeout=60) as http:
-                        for i in range(n_requests):
-                            if time.time() > deadline:
-                                break
-                            t = time.perf_counter()
-                            code = http.get("/search", params={"q": queries[(c * 97 + i) % len(queries)], "k": 10}).status_code
-                            out.append((time.perf_counter() - t, code))
-                    return out
-
-                start = time.perf_counter()
-                with ThreadPoolExecutor(clients) as pool:
-                    results = [r for rs in pool.map(client, range(clients)) for r in rs]
-                wall = time.perf_counter() - start
-                lat = np.array([t for t, code in results if code == 200]) * 1000
-                codes = [code for _, code in results]
-                rows.append((clients, len(results), codes.count(200), codes.count(429),
-                             sum(c >= 500 for c in codes), len(results) / wall, *np.percentile(lat, [50, 95, 99]),
+                results, wall = drive(url, clients, n_requests, seconds, lambda http, c, i: http.get(
+                    "/search", params={"q": queries[(c * 97 + i) % len(queries)], "k": 10}), timeout_s=60)
+                rows.append((clients, *statuses(results), len(results) / wall, *accepted_ms(results, [50, 95, 99]),
                              rss_mb(server.pid)))
-        finally:
-            server.terminate()
-            server.wait(timeout=20)
     pipeline = f"config {args.config}" if args.config else "default pipeline"
     lines = [f"# Loopback load test: `rerank serve` on {what}, {pipeline}",
              "", f"Command: `python benchmarks/load_test.py {' '.join(sys.argv[1:])}`", "",

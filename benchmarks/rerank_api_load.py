@@ -7,16 +7,12 @@ titles without the datasets), 1 and 16 loopback clients sending requests back to
 from __future__ import annotations
 
 import argparse
-import socket
-import subprocess
 import sys
 import tempfile
-import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
-import numpy as np
+from loopback import accepted_ms, drive, serve, statuses
 
 from rerank_pipeline.bench import candidate_lists
 from rerank_pipeline.rerankers import CrossJEM, PointwiseCrossEncoder
@@ -44,55 +40,23 @@ def main() -> None:
         pointwise = PointwiseCrossEncoder.from_encoder(device="cpu")
         pointwise.network.encoder.load_state_dict(crossjem.network.encoder.state_dict())
         pointwise.save(Path(tmp) / "pointwise")
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        url = f"http://127.0.0.1:{port}"
-        server = subprocess.Popen([str(Path(sys.executable).with_name("rerank")), "serve", "--reranker-only",
-                                   "--port", str(port), "--reranker", f"crossjem={tmp}/crossjem",
-                                   "--reranker", f"pointwise={tmp}/pointwise"],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            for _ in range(240):
-                try:
-                    if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    time.sleep(0.5)
+        with serve("--reranker-only", "--reranker", f"crossjem={tmp}/crossjem",
+                   "--reranker", f"pointwise={tmp}/pointwise") as (url, _):
             for model in ("crossjem", "pointwise"):
                 for n in args.docs:
                     queries, docs = lists[n]
                     httpx.post(url + "/v1/rerank", json={"model": model, "query": queries[0], "documents": docs[0]},
                                timeout=120)  # warm-up
                     for clients in args.clients:
-                        deadline = time.time() + args.time_bound_s
+                        def send(http, c, i, model=model, queries=queries, docs=docs):
+                            k = (c * 7 + i) % len(queries)
+                            return http.post("/v1/rerank", json={"model": model, "query": queries[k],
+                                                                 "documents": docs[k], "top_n": 10})
 
-                        def client(c: int) -> list[tuple[float, int]]:
-                            out = []
-                            with httpx.Client(base_url=url, timeout=120) as http:
-                                for i in range(args.requests):
-                                    if time.time() > deadline:
-                                        break
-                                    k = (c * 7 + i) % len(queries)
-                                    t = time.perf_counter()
-                                    code = http.post("/v1/rerank", json={"model": model, "query": queries[k],
-                                                                         "documents": docs[k], "top_n": 10}).status_code
-                                    out.append((time.perf_counter() - t, code))
-                            return out
-
-                        start = time.perf_counter()
-                        with ThreadPoolExecutor(clients) as pool:
-                            results = [r for rs in pool.map(client, range(clients)) for r in rs]
-                        wall = time.perf_counter() - start
-                        codes = [code for _, code in results]
-                        lat = np.array([t for t, code in results if code == 200]) * 1000
-                        p50, p99 = np.percentile(lat, [50, 99]) if len(lat) else (float("nan"), float("nan"))
-                        rows.append((model, n, clients, len(results), codes.count(200), codes.count(429),
-                                     sum(c >= 500 for c in codes), codes.count(200) / wall, p50, p99))
+                        results, wall = drive(url, clients, args.requests, args.time_bound_s, send)
+                        counts = statuses(results)
+                        rows.append((model, n, clients, *counts, counts[1] / wall, *accepted_ms(results, [50, 99])))
                         print(rows[-1], flush=True)
-        finally:
-            server.terminate()
-            server.wait(timeout=20)
     lines = [f"# `/v1/rerank` latency: CROSS-JEM vs pointwise behind the same route ({what})", "",
              f"Command: `python benchmarks/rerank_api_load.py {' '.join(sys.argv[1:])}`", "",
              "`rerank serve --reranker-only` on 2 CPU cores shared with the clients (torch backend); each request "

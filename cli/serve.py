@@ -74,8 +74,9 @@ def online_report_cmd(
 ) -> None:
     """Online metrics from a click log: CTR@k, MRR of clicks, abandonment, quick-back rate, interleaving, latency."""
     from rerank_pipeline.evaluation.online import online_report
+    from rerank_pipeline.serving.clicklog import is_postgres
 
-    if not log.startswith(("postgresql://", "postgres://")) and not Path(log).is_file():
+    if not is_postgres(log) and not Path(log).is_file():
         fail(f"{log}: no such click log")
     try:
         report = online_report(log, quick_back_s)

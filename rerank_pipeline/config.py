@@ -217,9 +217,14 @@ def rerank_stages(models: Sequence[str], index=None, backend: str | None = None)
         name = name or (Path(path).name if path != "default" else "default")
         if name in stages:
             raise ConfigError(f"two rerankers named {name!r}: name them (NAME=DIR)")
-        model = load_reranker({"model": path, **({"backend": backend} if backend else {})})
-        stages[name] = combine_stage(model, True, index) if model.config.get("combine") else model
+        stages[name] = served_stage(load_reranker({"model": path, **({"backend": backend} if backend else {})}), index)
     return stages
+
+
+def served_stage(model, index=None) -> Stage:
+    """A model as it reranks on its own: a model trained as a feature residual on top of its stored feature
+    combination (features from `index` where it holds the documents, computed on the fly otherwise)."""
+    return combine_stage(model, True, index) if model.config.get("combine") else model
 
 
 def _retriever(spec: dict[str, Any], index) -> Stage:

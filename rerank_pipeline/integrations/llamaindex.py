@@ -2,27 +2,17 @@
 retriever). Needs `pip install 'rerank-pipeline[llamaindex]'`."""
 from __future__ import annotations
 
-from typing import Any, List, Optional
+from typing import List, Optional
 
-from llama_index.core.bridge.pydantic import ConfigDict, PrivateAttr
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 
-from .scoring import TextScorer
+from .scoring import StageSettings
 
 
-class CrossJEMRerank(BaseNodePostprocessor):
+class CrossJEMRerank(StageSettings, BaseNodePostprocessor):
     """Rescores the retrieved nodes with a reranker of rerank_pipeline (or a remote /v1/rerank URL) and keeps the
     best `top_n`, their scores replaced by the reranker's."""
-
-    reranker: Any
-    top_n: Optional[int] = 3
-    model: Optional[str] = None
-    model_config = ConfigDict(arbitrary_types_allowed=True)
-    _scorer: TextScorer = PrivateAttr()
-
-    def model_post_init(self, context: Any) -> None:
-        self._scorer = TextScorer(self.reranker, self.model)
 
     @classmethod
     def class_name(cls) -> str:

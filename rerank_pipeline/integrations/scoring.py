@@ -1,9 +1,10 @@
 """What the framework stages share: scores for one query's texts from a local reranking stage or a remote rerank API."""
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, PrivateAttr
 
 
 class TextScorer:
@@ -39,3 +40,18 @@ class TextScorer:
         scores = self.scores(query, texts)
         order = np.argsort(-scores, kind="stable")[:top_n]
         return [(int(i), float(scores[i])) for i in order]
+
+
+class StageSettings(BaseModel):
+    """What the LangChain and LlamaIndex stages (both pydantic models) are configured with: the reranker or URL, how
+    many to keep, the remote model's name; the scorer is built from them once."""
+
+    reranker: Any
+    top_n: Optional[int] = 3
+    model: Optional[str] = None
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+    _scorer: TextScorer = PrivateAttr()
+
+    def model_post_init(self, context: Any) -> None:
+        super().model_post_init(context)
+        self._scorer = TextScorer(self.reranker, self.model)

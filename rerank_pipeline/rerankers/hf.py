@@ -22,6 +22,14 @@ from .base import device_for_backend
 from .pointwise import PointwiseCrossEncoder
 
 
+def hf_architectures(path: Path) -> list[str]:
+    """The model classes a Hugging Face directory's config.json names (none if it has no readable one)."""
+    try:
+        return json.loads((path / "config.json").read_text()).get("architectures") or []
+    except (OSError, ValueError):
+        return []
+
+
 class SequenceClassifier(nn.Module):
     """(ids, mask, types) -> one relevance logit per pair: the single logit, or positive minus negative for two."""
 
@@ -43,11 +51,7 @@ class HFCrossEncoder(PointwiseCrossEncoder):
     @classmethod
     def recognizes(cls, path: Path) -> bool:
         """A Hugging Face directory of a sequence-classification model."""
-        try:
-            architectures = json.loads((path / "config.json").read_text()).get("architectures") or []
-        except (OSError, ValueError):
-            return False
-        return any(a.endswith("ForSequenceClassification") for a in architectures)
+        return any(a.endswith("ForSequenceClassification") for a in hf_architectures(path))
 
     @classmethod
     def load(cls, path: str | Path, device: str | None = None, backend: str = "torch") -> "HFCrossEncoder":

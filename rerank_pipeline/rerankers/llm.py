@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from .base import device_for_backend
+from .hf import hf_architectures
 from .pointwise import PointwiseCrossEncoder
 
 PROMPT_FILE = "rerank_prompt.json"
@@ -51,11 +52,7 @@ class LLMReranker(PointwiseCrossEncoder):
     @classmethod
     def recognizes(cls, path: Path) -> bool:
         """A Hugging Face directory of a causal language model."""
-        try:
-            architectures = json.loads((path / "config.json").read_text()).get("architectures") or []
-        except (OSError, ValueError):
-            return False
-        return any(a.endswith("ForCausalLM") for a in architectures)
+        return any(a.endswith("ForCausalLM") for a in hf_architectures(path))
 
     @classmethod
     def load(cls, path: str | Path, device: str | None = None, backend: str = "torch",
@@ -70,8 +67,8 @@ class LLMReranker(PointwiseCrossEncoder):
         tokenizer = AutoTokenizer.from_pretrained(str(path))
         template, ids = check_prompt(prompt, tokenizer, f"{path} prompt")
         model = AutoModelForCausalLM.from_pretrained(str(path), use_safetensors=True)
-        reranker = cls(YesNoScorer(model, *ids), tokenizer, {**cls.defaults, "prompt": {**prompt, "template": template}},
-                       device_for_backend(backend, device))
+        config = {**cls.defaults, "prompt": {**prompt, "template": template}}
+        reranker = cls(YesNoScorer(model, *ids), tokenizer, config, device_for_backend(backend, device))
         reranker.source = str(path)
         return reranker.with_backend(backend)
 

@@ -132,7 +132,7 @@ def use_backend(reranker, backend: str):
     """Move `reranker`'s transformer to `backend` in place (no-op for torch); returns the reranker."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r} (use one of {', '.join(BACKENDS)})")
-    if backend == getattr(reranker, "backend", "torch"):
+    if backend == reranker.backend:
         return reranker
     if reranker.backend != "torch":
         raise ValueError(f"{reranker.name} already runs on {reranker.backend}; load it again for {backend}")

@@ -161,8 +161,12 @@ class PostgresClickLog(ClickLog):
         self._pool.close()
 
 
+def is_postgres(target: str | Path) -> bool:
+    return str(target).startswith(("postgresql://", "postgres://"))
+
+
 def open_click_log(target: str | Path) -> ClickLog:
     """A `postgresql://` URL opens PostgreSQL; anything else is a SQLite file path."""
-    if str(target).startswith(("postgresql://", "postgres://")):
+    if is_postgres(target):
         return PostgresClickLog(str(target))
     return SQLiteClickLog(target)
