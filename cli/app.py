@@ -34,7 +34,8 @@ def known_errors():
     from rerank_pipeline.io import InvalidInputError
     from rerank_pipeline.extras import MissingExtraError
 
-    return (ConfigError, InvalidIndexError, InvalidInputError, FileNotFoundError, ValueError, MissingExtraError)
+    return (ConfigError, InvalidIndexError, InvalidInputError, FileNotFoundError, ValueError, MissingExtraError,
+            ConnectionError)
 
 
 def open_index_pipeline(index_name: str, index_dir: Path, config: Optional[Path], rerank: bool = True,

@@ -85,6 +85,8 @@ def test_an_unversioned_log_is_upgraded_and_a_newer_one_refused(tmp_path, postgr
 
     result = CliRunner().invoke(app, ["online-report", str(path)])
     assert result.exit_code == 2 and "newer than this library" in result.output and "Traceback" not in result.output
+    unreachable = CliRunner().invoke(app, ["online-report", "postgresql://nobody@127.0.0.1:1/none"])
+    assert unreachable.exit_code == 2 and "no PostgreSQL server answered" in unreachable.output
 
 
 def test_the_server_acknowledges_clicks_only_once_they_are_in_postgres(demo_index, postgres_url):

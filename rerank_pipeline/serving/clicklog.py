@@ -6,6 +6,7 @@ only after its commit, so what the server acknowledged is in the store.
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 import time
@@ -144,9 +145,19 @@ class PostgresClickLog(ClickLog):
         from ..extras import require
 
         require("psycopg", "postgres", "a PostgreSQL click log")
-        ConnectionPool = require("psycopg_pool", "postgres", "a PostgreSQL click log").ConnectionPool
-        self._pool = ConnectionPool(url, min_size=1, max_size=pool_size, open=True, timeout=10)
-        self._open(url.split("@")[-1])  # no password in messages
+        pool = require("psycopg_pool", "postgres", "a PostgreSQL click log")
+        where = url.split("@")[-1]  # no password in messages
+        self._pool = pool.ConnectionPool(url, min_size=1, max_size=pool_size, open=True, timeout=10)
+        quiet = logging.getLogger("psycopg.pool")  # one failed attempt per line meanwhile; the error below says it
+        level, quiet.level = quiet.level, logging.ERROR
+        try:
+            self._pool.wait(timeout=10)
+        except pool.PoolTimeout:
+            self._pool.close()
+            raise ConnectionError(f"click log {where}: no PostgreSQL server answered within 10 s") from None
+        finally:
+            quiet.setLevel(level)
+        self._open(where)
 
     def _run(self, statements, fetch=False):
         with self._pool.connection() as con:  # one transaction, committed when the block ends
