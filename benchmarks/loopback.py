@@ -16,7 +16,7 @@ import numpy as np
 
 
 @contextmanager
-def serve(*args: str):
+def serve(*args: str, startup_s: float = 120):
     """`rerank serve ARGS` on a free port, yielding (url, process) once /healthz answers; stopped afterwards."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -25,16 +25,20 @@ def serve(*args: str):
     server = subprocess.Popen([str(Path(sys.executable).with_name("rerank")), "serve", "--port", str(port), *args],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        for _ in range(240):
+        deadline = time.time() + startup_s
+        while True:
+            if server.poll() is not None or time.time() > deadline:
+                raise RuntimeError(f"`rerank serve {' '.join(args)}` did not start")
             try:
                 if httpx.get(url + "/healthz", timeout=1).status_code == 200:
                     break
             except httpx.HTTPError:
-                time.sleep(0.5)
+                pass
+            time.sleep(0.5)
         yield url, server
     finally:
         server.terminate()
-        server.wait(timeout=20)
+        server.wait(timeout=90)  # a Ray deployment takes its replicas down first
 
 
 def drive(url: str, clients: int, requests: int, seconds: float,

@@ -33,9 +33,10 @@ def known_errors():
     from rerank_pipeline.index import InvalidIndexError
     from rerank_pipeline.io import InvalidInputError
     from rerank_pipeline.extras import MissingExtraError
+    from rerank_pipeline.serving.deploy import DeploymentError
 
     return (ConfigError, InvalidIndexError, InvalidInputError, FileNotFoundError, ValueError, MissingExtraError,
-            ConnectionError)
+            ConnectionError, DeploymentError)
 
 
 def open_index_pipeline(index_name: str, index_dir: Path, config: Optional[Path], rerank: bool = True,

@@ -8,7 +8,7 @@ from typing import List, Optional
 import typer
 
 from . import render
-from .app import Backend, BackendOpt, IndexDirOpt, app, console, fail, known_errors, open_index_pipeline
+from .app import Backend, BackendOpt, IndexDirOpt, app, console, fail, known_errors
 
 
 class Mode(str, Enum):
@@ -35,36 +35,31 @@ def serve(
     backend: Optional[Backend] = BackendOpt,
     rerankers: List[str] = typer.Option([], "--reranker", help="Served on /v1/rerank and /v2/rerank (Cohere's API): NAME=DIR, DIR or 'default'; repeatable (default: the shipped model, when one ships)."),
     reranker_only: bool = typer.Option(False, "--reranker-only", help="Serve only the rerank API (no index, no /search)."),
+    ray: Optional[str] = typer.Option(None, "--ray", help="Serve replicas on Ray Serve: 'local' starts Ray here, an address joins a cluster (needs the ray-serve extra)."),
+    replicas: int = typer.Option(1, "--replicas", min=1, max=64, help="With --ray: replicas, each loading the index and rerankers once."),
+    min_replicas: Optional[int] = typer.Option(None, "--min-replicas", min=1, help="With --ray: autoscale between --min-replicas and --max-replicas instead."),
+    max_replicas: Optional[int] = typer.Option(None, "--max-replicas", min=1, max=64),
+    cpus_per_replica: Optional[float] = typer.Option(None, "--cpus-per-replica", min=0.1, help="With --ray (default: the cores shared by the replicas)."),
+    max_ongoing_requests: Optional[int] = typer.Option(None, "--max-ongoing-requests", min=1, help="With --ray: requests in a replica at once (default: what its queue admits; it answers 429 past that)."),
 ) -> None:
     """Serve search over HTTP: /search, /healthz, /metrics, a search page at /, and Cohere's /v1/rerank and /v2/rerank."""
-    import uvicorn
+    from rerank_pipeline.serving import Limits
+    from rerank_pipeline.serving.deploy import RayOptions, ServerSpec, serve_local, serve_with_ray
 
-    from rerank_pipeline.config import rerank_stages
-    from rerank_pipeline.serving.clicklog import open_click_log
-    from rerank_pipeline.serving import Limits, create_app
-
-    if (mode == Mode.single) != (config_b is None):
-        fail("--config-b goes with --mode ab or interleave, and they need it")
+    spec = ServerSpec(None if reranker_only else index_name, str(index_dir), str(config) if config else None,
+                      str(config_b) if config_b else None, mode.value, log, backend.value if backend else None,
+                      tuple(rerankers), Limits(max_k=max_k, max_batch=max_batch, max_wait_ms=max_wait_ms,
+                                               max_queue=max_queue, queue_deadline_ms=queue_deadline_ms))
+    if ray is None and (replicas != 1 or min_replicas or max_replicas or cpus_per_replica or max_ongoing_requests):
+        fail("--replicas, --min-replicas, --max-replicas, --cpus-per-replica and --max-ongoing-requests go with --ray")
     try:
-        chosen = backend.value if backend else None
-        idx, systems = None, {}
-        if not reranker_only:
-            idx, systems["A"] = open_index_pipeline(index_name, index_dir, config, backend=chosen)
-            if config_b is not None:
-                systems["B"] = open_index_pipeline(index_name, index_dir, config_b, backend=chosen)[1]
-        served = rerank_stages(rerankers, idx, chosen)  # models load (and ONNX ones export) before serving
-        if reranker_only and not served:
-            fail("--reranker-only needs a reranker to serve: --reranker DIR (no model ships with this version)")
-        application = create_app(idx, systems, mode.value, Limits(max_k=max_k, max_batch=max_batch,
-                                                                   max_wait_ms=max_wait_ms, max_queue=max_queue,
-                                                                   queue_deadline_ms=queue_deadline_ms),
-                                 open_click_log(log) if log else None, rerankers=served)
+        if ray is None:
+            serve_local(spec, host, port, announce=console.print)
+        else:
+            serve_with_ray(spec, RayOptions(ray, replicas, min_replicas, max_replicas, cpus_per_replica,
+                                            max_ongoing_requests), host, port, announce=console.print)
     except known_errors() as e:
         fail(str(e))
-    console.print(f"serving {idx.name if idx else 'no index'} on http://{host}:{port} ({mode.value}: "
-                  + ", ".join(f"{k}={v.name}" for k, v in systems.items())
-                  + (f"; rerank API: {', '.join(served)}" if served else "") + ")")
-    uvicorn.run(application, host=host, port=port, log_level="warning")
 
 
 @app.command("online-report")

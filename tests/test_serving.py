@@ -5,6 +5,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -24,22 +25,29 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, *args: str, log: Path | None = None):
+    def __init__(self, *args: str, log: Path | None = None, startup_s: float = 120):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         cmd = [RERANK, "serve", "--port", str(self.port), *args] + (["--log", str(log)] if log else [])
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        deadline = time.time() + 120
+        # Output to a file, not a pipe nobody reads while the server runs (a full pipe would block the server).
+        self.output = tempfile.TemporaryFile("w+")
+        self.proc = subprocess.Popen(cmd, stdout=self.output, stderr=subprocess.STDOUT, text=True)
+        deadline = time.time() + startup_s
         while time.time() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited: {self.proc.stdout.read()}")
+                raise RuntimeError(f"server exited: {self.read_output()}")
             try:
                 if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
                     return
             except httpx.HTTPError:
-                time.sleep(0.3)
+                pass
+            time.sleep(0.3)
         self.stop()
-        raise RuntimeError("server did not start in 120 s")
+        raise RuntimeError(f"server did not start in {startup_s:.0f} s: {self.read_output()[-2000:]}")
+
+    def read_output(self) -> str:
+        self.output.seek(0)
+        return self.output.read()
 
     def stop(self) -> None:
         self.proc.terminate()

@@ -3,11 +3,15 @@ Cohere's rerank API for documents sent in the request (rerank_api.py), with or w
 
 Limits are enforced on every parameter (query length, k, batch size, request body size); an overloaded server
 answers 429. With two pipelines it runs an online experiment: A/B by session hash, or team-draft interleaving.
+When the click log's store is away (PostgreSQL restarting), clicks are refused with 503 and Retry-After, never
+acknowledged unwritten, and search keeps answering: its impression is not logged and the response says so
+(`"logged": false`), so a later click on it answers 404.
 """
 from __future__ import annotations
 
 import asyncio
 import math
+import os
 import random
 import time
 import uuid
@@ -18,6 +22,7 @@ from typing import Sequence
 from ..pipeline import Chain, Cutoff, Stage
 from ..types import Queries, Run
 from .batcher import MicroBatcher, Overloaded
+from .clicklog import ClickLogUnavailable
 from .interleaving import ab_bucket, team_draft
 from .page import SEARCH_PAGE
 
@@ -79,6 +84,8 @@ def create_app(index, systems: dict[str, Stage], mode: str = "single", limits: L
     rng = random.Random(seed)
     registry = CollectorRegistry()
     requests = Counter("rerank_requests", "Requests by endpoint and status", ["endpoint", "status"], registry=registry)
+    log_unavailable = Counter("rerank_click_log_unavailable", "Click log operations refused: its store was away",
+                              ["operation"], registry=registry)
     stage_latency = Histogram("rerank_stage_seconds", "Latency per pipeline stage", ["system", "stage"],
                               registry=registry, buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5))
 
@@ -162,11 +169,27 @@ def create_app(index, systems: dict[str, Stage], mode: str = "single", limits: L
         request_id = uuid.uuid4().hex
         results = [{"rank": r, "id": d, "score": s, "team": team, "text": t}
                    for r, ((d, s, team), t) in enumerate(zip(shown, texts), start=1)]
+        logged = False
         if click_log is not None:
-            click_log.impression(request_id, session, q, mode, system,
-                                 [{"rank": r["rank"], "id": r["id"], "team": r["team"]} for r in results], timings)
+            try:
+                await asyncio.to_thread(click_log.impression, request_id, session, q, mode, system,
+                                        [{"rank": r["rank"], "id": r["id"], "team": r["team"]} for r in results],
+                                        timings)
+                logged = True
+            except ClickLogUnavailable:
+                log_unavailable.labels("impression").inc()
         return {"request_id": request_id, "query": q, "system": system, "results": results,
-                "timings_ms": {s: round(v, 3) for s, v in timings.items()}}
+                "timings_ms": {s: round(v, 3) for s, v in timings.items()}, "logged": logged}
+
+    async def log_call(operation: str, *args):
+        """A click log write off the event loop (search keeps answering while the store is slow or away)."""
+        if click_log is None:
+            raise HTTPException(404, "click logging is off (start the server with --log)")
+        try:
+            return await asyncio.to_thread(getattr(click_log, operation), *args)
+        except ClickLogUnavailable as e:
+            log_unavailable.labels(operation).inc()
+            raise HTTPException(503, f"{e}; nothing was recorded, retry later", headers={"Retry-After": "5"}) from None
 
     async def _submit(items, through=batcher):
         try:
@@ -182,7 +205,7 @@ def create_app(index, systems: dict[str, Stage], mode: str = "single", limits: L
 
     @app.get("/healthz")
     async def healthz() -> dict:
-        return {"status": "ok", "index": index.name if index is not None else None,
+        return {"status": "ok", "pid": os.getpid(), "index": index.name if index is not None else None,
                 "documents": len(index.docstore) if index is not None else 0, "mode": mode,
                 "systems": {name: stage.name for name, stage in systems.items()},
                 "rerankers": {name: stage.name for name, stage in rerankers.items()}}
@@ -217,24 +240,20 @@ def create_app(index, systems: dict[str, Stage], mode: str = "single", limits: L
 
     @app.post("/click")
     async def click(body: dict = Body(...)) -> dict:
-        if click_log is None:
-            raise HTTPException(404, "click logging is off (start the server with --log)")
         rid, docid = body.get("request_id"), body.get("id")
         if not isinstance(rid, str) or not isinstance(docid, str):
             raise HTTPException(422, "'request_id' and 'id' must be strings")
-        rank = click_log.click(rid, docid)
+        rank = await log_call("click", rid, docid)
         if rank is None:
             raise HTTPException(404, "no such impression or result")
         return {"rank": rank}
 
     @app.post("/return")
     async def returned(body: dict = Body(...)) -> dict:
-        if click_log is None:
-            raise HTTPException(404, "click logging is off (start the server with --log)")
         rid, docid, dwell = body.get("request_id"), body.get("id"), body.get("dwell_s")
         if not isinstance(rid, str) or not isinstance(docid, str) or not isinstance(dwell, (int, float)) or not math.isfinite(dwell) or dwell < 0:
             raise HTTPException(422, "'request_id', 'id' (strings) and 'dwell_s' (seconds >= 0) are required")
-        if not click_log.returned(rid, docid, float(dwell)):
+        if not await log_call("returned", rid, docid, float(dwell)):
             raise HTTPException(404, "no such click")
         return {"ok": True}
 

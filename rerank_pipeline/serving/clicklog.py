@@ -1,7 +1,8 @@
 """Impression and click log: SQLite (WAL, so the server writes while reports read; the embedded default) or
 PostgreSQL (psycopg 3 with a connection pool; every replica of a service writes to one store). One interface and
 one versioned schema: opening an older log upgrades it in a transaction, a newer one is refused. A write returns
-only after its commit, so what the server acknowledged is in the store.
+only after its commit, so what the server acknowledged is in the store; a store that cannot take the write (PostgreSQL
+down, SQLite locked past its timeout) raises ClickLogUnavailable within a few seconds, and the server answers 503.
 """
 from __future__ import annotations
 
@@ -30,11 +31,16 @@ class SchemaError(ValueError):
     """The log was written by a newer version of this library."""
 
 
+class ClickLogUnavailable(ConnectionError):
+    """The store could not take a read or write now (nothing was written); the caller may retry later."""
+
+
 class ClickLog:
     """The log's operations over a backend's `_run(statements_with_params, fetch)`; subclasses connect."""
 
     types = {"id": "INTEGER PRIMARY KEY", "float": "REAL"}
     mark = "?"
+    unavailable: tuple[type[BaseException], ...] = ()  # the backend's errors that mean "the store is not there now"
 
     def _open(self, where: str) -> None:
         """Bring the schema up to date (the connection is closed again if that fails)."""
@@ -53,6 +59,13 @@ class ClickLog:
 
     def _has_table(self, name: str) -> bool:
         raise NotImplementedError
+
+    def _run_online(self, statements: list[tuple[str, tuple]], fetch: bool = False):
+        """`_run` for the serving path: the backend's outage errors become ClickLogUnavailable."""
+        try:
+            return self._run(statements, fetch)
+        except self.unavailable as e:
+            raise ClickLogUnavailable(f"click log {self.where}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
 
     def _sql(self, statement: str) -> str:
         return statement.replace("?", self.mark).format(**self.types)
@@ -78,24 +91,24 @@ class ClickLog:
     # ---- the log ----------------------------------------------------------------------------------------------
     def impression(self, request_id: str, session: str, query: str, mode: str, system: str,
                    results: list[dict], timings: dict[str, float]) -> None:
-        self._run([("INSERT INTO impressions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        self._run_online([("INSERT INTO impressions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (request_id, time.time(), session, query, mode, system, json.dumps(results),
                      json.dumps(timings)))])
 
     def click(self, request_id: str, docid: str) -> int | None:
         """Record a click on a shown result; returns its rank, or None if the request/doc was never shown."""
-        rows = self._run([("SELECT results FROM impressions WHERE request_id = ?", (request_id,))], fetch=True)
+        rows = self._run_online([("SELECT results FROM impressions WHERE request_id = ?", (request_id,))], fetch=True)
         if not rows:
             return None
         rank = next((r["rank"] for r in json.loads(rows[0][0]) if r["id"] == docid), None)
         if rank is not None:
-            self._run([("INSERT INTO clicks (request_id, docid, rank, ts) VALUES (?, ?, ?, ?)",
+            self._run_online([("INSERT INTO clicks (request_id, docid, rank, ts) VALUES (?, ?, ?, ?)",
                         (request_id, docid, rank, time.time()))])
         return rank
 
     def returned(self, request_id: str, docid: str, dwell_s: float) -> bool:
         """The user came back to the results after `dwell_s` seconds on the clicked document (last click wins)."""
-        return self._run([("UPDATE clicks SET dwell_s = ? WHERE id = (SELECT max(id) FROM clicks WHERE "
+        return self._run_online([("UPDATE clicks SET dwell_s = ? WHERE id = (SELECT max(id) FROM clicks WHERE "
                            "request_id = ? AND docid = ?)", (dwell_s, request_id, docid))]) > 0
 
     def rows(self) -> tuple[list[tuple], list[tuple]]:
@@ -109,10 +122,12 @@ class ClickLog:
 
 
 class SQLiteClickLog(ClickLog):
-    def __init__(self, path: str | Path):
+    unavailable = (sqlite3.OperationalError,)  # locked by another writer past the timeout, disk full
+
+    def __init__(self, path: str | Path, timeout_s: float = 5.0):
         self.path = Path(path)
         self._lock = threading.Lock()
-        self._con = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._con = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=timeout_s)
         self._con.execute("PRAGMA journal_mode=WAL")
         self._open(str(self.path))
 
@@ -141,13 +156,17 @@ class PostgresClickLog(ClickLog):
     types = {"id": "BIGSERIAL PRIMARY KEY", "float": "DOUBLE PRECISION"}
     mark = "%s"
 
-    def __init__(self, url: str, pool_size: int = 4):
+    def __init__(self, url: str, pool_size: int = 4, timeout_s: float = 2.0):
         from ..extras import require
 
-        require("psycopg", "postgres", "a PostgreSQL click log")
+        psycopg = require("psycopg", "postgres", "a PostgreSQL click log")
         pool = require("psycopg_pool", "postgres", "a PostgreSQL click log")
+        self.unavailable = (psycopg.OperationalError, pool.PoolTimeout)
+        self.timeout_s = timeout_s  # how long a request waits for a connection while the server is away
         where = url.split("@")[-1]  # no password in messages
-        self._pool = pool.ConnectionPool(url, min_size=1, max_size=pool_size, open=True, timeout=10)
+        # check_connection: a connection the server dropped (a restart) is replaced on checkout, not failed on use.
+        self._pool = pool.ConnectionPool(url, min_size=1, max_size=pool_size, open=True, timeout=10,
+                                         check=pool.ConnectionPool.check_connection)
         quiet = logging.getLogger("psycopg.pool")  # one failed attempt per line meanwhile; the error below says it
         level, quiet.level = quiet.level, logging.ERROR
         try:
@@ -160,7 +179,7 @@ class PostgresClickLog(ClickLog):
         self._open(where)
 
     def _run(self, statements, fetch=False):
-        with self._pool.connection() as con:  # one transaction, committed when the block ends
+        with self._pool.connection(timeout=self.timeout_s) as con:  # one transaction, committed when the block ends
             for sql, params in statements:
                 cur = con.execute(self._sql(sql), params)
             return cur.fetchall() if fetch else cur.rowcount
