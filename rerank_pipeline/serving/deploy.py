@@ -78,8 +78,8 @@ def build_app(spec: ServerSpec):
             systems["B"] = open_pipeline(index, spec.config_b, backend=spec.backend)
     served = rerank_stages(list(spec.rerankers), index, spec.backend)  # models load (and ONNX ones export) now
     if index is None and not served:
-        raise ConfigError("serving the rerank API alone needs a reranker: --reranker DIR "
-                          "(no model ships with this version)")
+        raise ConfigError("serving the rerank API alone needs a reranker: --reranker DIR (or 'default', the "
+                          "shipped model)")
     return create_app(index, systems, spec.mode, spec.limits, open_click_log(spec.log) if spec.log else None,
                       rerankers=served)
 
