@@ -39,6 +39,7 @@ def main() -> None:
     ap.add_argument("--titles", type=int, default=0, help="serve N generated titles instead of the demo corpus "
                     "(the index is kept under runs/load-index/ and reused)")
     ap.add_argument("--config", type=Path, default=None, help="pipeline YAML for the server (default: built-in)")
+    ap.add_argument("--backend", default=None, help="the reranker's backend: torch, onnx or onnx-int8")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/load.md"))
     args = ap.parse_args()
     if args.titles:
@@ -58,7 +59,8 @@ def main() -> None:
             build_index(write_demo_corpus(Path(tmp) / "demo.jsonl"), "demo", tmp, show_progress=False)
             index_dir = tmp
         with serve("--index-dir", index_dir, "--index", name,
-                   *(["--config", str(args.config)] if args.config else [])) as (url, server):
+                   *(["--config", str(args.config)] if args.config else []),
+                   *(["--backend", args.backend] if args.backend else []), startup_s=600) as (url, server):
             for q in queries[:20]:  # warm-up: numba JIT, model caches
                 httpx.get(url + "/search", params={"q": q, "k": 10}, timeout=60)
             rss_warm = rss_mb(server.pid)
@@ -70,7 +72,8 @@ def main() -> None:
                     "/search", params={"q": queries[(c * 97 + i) % len(queries)], "k": 10}), timeout_s=60)
                 rows.append((clients, *statuses(results), len(results) / wall, *accepted_ms(results, [50, 95, 99]),
                              rss_mb(server.pid)))
-    pipeline = f"config {args.config}" if args.config else "default pipeline"
+    pipeline = (f"config {args.config}" if args.config else "default pipeline") + (
+        f", reranker backend {args.backend}" if args.backend else "")
     lines = [f"# Loopback load test: `rerank serve` on {what}, {pipeline}",
              "", f"Command: `python benchmarks/load_test.py {' '.join(sys.argv[1:])}`", "",
              "2 CPU cores shared by clients and server; micro-batching defaults (16 requests, 5 ms), queue deadline "

@@ -124,7 +124,18 @@ def test_cli_eval_adapts_the_default_config_to_a_bm25_only_index(tmp_path):
 
     data = shared_dataset("cacm")
     build_index(data / "corpus.jsonl", "cacm", tmp_path, dense=False, show_progress=False)
-    result = CliRunner().invoke(app, ["eval", str(data), "--split", "test", "--index", "cacm", "--index-dir",
-                                      str(tmp_path), "-m", "nDCG@10", "--no-per-stage"], env={"COLUMNS": "200"})
+    # Eight of CACM's queries: the shipped reranker encodes the dense feature on the fly without a dense index.
+    subset = tmp_path / "cacm8"
+    (subset / "qrels").mkdir(parents=True)
+    for name in ("corpus.jsonl", "queries.jsonl"):
+        (subset / name).symlink_to(data / name)
+    lines = (data / "qrels" / "test.tsv").read_text().splitlines()
+    keep = sorted({line.split("\t")[0] for line in lines[1:]})[:8]
+    (subset / "qrels" / "test.tsv").write_text("\n".join([lines[0]] + [x for x in lines[1:] if x.split("\t")[0] in keep]))
+    result = CliRunner().invoke(app, ["eval", str(subset), "--split", "test", "--index", "cacm", "--index-dir",
+                                      str(tmp_path), "-m", "nDCG@10", "--no-per-stage", "-o", str(tmp_path / "out")],
+                                env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
-    assert "bm25" in result.output and "dense" not in result.output
+    (system,) = json.loads((tmp_path / "out" / "report.json").read_text())["systems"]
+    first_stage = system.split(" >> ")[0]
+    assert first_stage.startswith("bm25") and "dense" not in first_stage  # no dense retriever on a BM25-only index

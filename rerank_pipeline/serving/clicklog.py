@@ -41,6 +41,8 @@ class ClickLog:
     types = {"id": "INTEGER PRIMARY KEY", "float": "REAL"}
     mark = "?"
     unavailable: tuple[type[BaseException], ...] = ()  # the backend's errors that mean "the store is not there now"
+    away_s = 1.0
+    _away_until = 0.0
 
     def _open(self, where: str) -> None:
         """Bring the schema up to date (the connection is closed again if that fails)."""
@@ -61,10 +63,15 @@ class ClickLog:
         raise NotImplementedError
 
     def _run_online(self, statements: list[tuple[str, tuple]], fetch: bool = False):
-        """`_run` for the serving path: the backend's outage errors become ClickLogUnavailable."""
+        """`_run` for the serving path: the backend's outage errors become ClickLogUnavailable. After one, calls fail
+        at once for `away_s` (then one waits for a connection again), so an outage is refused quickly instead of every
+        request queueing for a connection and being written, late, when the store is back."""
+        if time.monotonic() < self._away_until:
+            raise ClickLogUnavailable(f"click log {self.where}: unavailable a moment ago")
         try:
             return self._run(statements, fetch)
         except self.unavailable as e:
+            self._away_until = time.monotonic() + self.away_s
             raise ClickLogUnavailable(f"click log {self.where}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
 
     def _sql(self, statement: str) -> str:

@@ -36,10 +36,11 @@ class ServerSpec:
         from .clicklog import is_postgres, open_click_log
 
         index = self.index
-        if index is not None and not index.startswith("lucene:"):
-            index = str(open_index(index, self.index_dir).path.resolve())
-        elif index is not None:
+        if index is not None and index.startswith("lucene:"):
+            index = "lucene:" + str(Path(index[len("lucene:"):]).resolve())
             open_index(index)
+        elif index is not None:
+            index = str(open_index(index, self.index_dir).path.resolve())
         configs = [str(Path(c).resolve()) if c else None for c in (self.config, self.config_b)]
         for c in configs:
             load_config(c)
@@ -52,7 +53,7 @@ class ServerSpec:
 
     @staticmethod
     def _absolute_model(spec: str) -> str:
-        name, sep, path = spec.rpartition("=")
+        name, _, path = spec.rpartition("=")
         if path == "default":
             return spec
         if not Path(path).is_dir():
@@ -157,32 +158,31 @@ def serve_with_ray(spec: ServerSpec, ray_options: RayOptions, host: str = "127.0
     # On a small, busy machine the HTTP proxy takes longer than Ray's 5 s to import and report ready, and Ray then
     # kills and restarts it in a loop; this only applies to a Ray started here.
     os.environ.setdefault("RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S", "30")
-    ray.init(address=None if ray_options.address == "local" else ray_options.address, include_dashboard=False,
-             log_to_driver=False, ignore_reinit_error=True)
-    serve.start(http_options={"host": host, "port": port})
-    deployment = serve.deployment(serve.ingress()(SearchReplica), name="rerank-search", **options)
+    if blocking:  # from here on SIGTERM unwinds through the clean-up below, even while Ray is still starting
+        signal.signal(signal.SIGTERM, _interrupt)
+    url, serving = f"http://{host}:{port}", False
     try:
-        serve.run(deployment.bind(spec), name="rerank", route_prefix="/", blocking=False)
-    except Exception as e:  # a replica failed to build its app: its error, one line, and nothing left running
-        serve.shutdown()
-        if started_here:
-            ray.shutdown()
-        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
-        raise DeploymentError(f"the replicas did not start: {lines[-1] if lines else type(e).__name__}") from None
-    url = f"http://{host}:{port}"
-    count = (f"{ray_options.min_replicas}-{ray_options.max_replicas}" if ray_options.min_replicas
-             else str(ray_options.replicas))
-    announce(f"serving {spec.index or 'the rerank API'} on {url} ({spec.mode}, {count} replicas on Ray Serve)")
-    if not blocking:
-        return url
-    signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        signal.pause()
+        ray.init(address=None if ray_options.address == "local" else ray_options.address, include_dashboard=False,
+                 log_to_driver=False, ignore_reinit_error=True)
+        serve.start(http_options={"host": host, "port": port})
+        deployment = serve.deployment(serve.ingress()(SearchReplica), name="rerank-search", **options)
+        try:
+            serve.run(deployment.bind(spec), name="rerank", route_prefix="/", blocking=False)
+        except Exception as e:  # a replica failed to build its app: its error, one line
+            lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+            raise DeploymentError(f"the replicas did not start: {lines[-1] if lines else type(e).__name__}") from None
+        count = (f"{ray_options.min_replicas}-{ray_options.max_replicas}" if ray_options.min_replicas
+                 else str(ray_options.replicas))
+        announce(f"serving {spec.index or 'the rerank API'} on {url} ({spec.mode}, {count} replicas on Ray Serve)")
+        serving = True
+        if blocking:
+            signal.pause()
     except KeyboardInterrupt:
         pass
-    finally:  # a Ray started here goes with everything on it; on a cluster only this app is deleted
-        if started_here:
-            ray.shutdown()
-        else:
-            serve.delete("rerank")
+    finally:  # stopped or failed: a Ray started here goes with everything on it; on a cluster only this app goes
+        if blocking or not serving:
+            if started_here:
+                ray.shutdown()
+            elif ray.is_initialized():
+                serve.delete("rerank")
     return url
