@@ -46,13 +46,13 @@ def serve(
     from rerank_pipeline.serving import Limits
     from rerank_pipeline.serving.deploy import RayOptions, ServerSpec, serve_local, serve_with_ray
 
-    spec = ServerSpec(None if reranker_only else index_name, str(index_dir), str(config) if config else None,
-                      str(config_b) if config_b else None, mode.value, log, backend.value if backend else None,
-                      tuple(rerankers), Limits(max_k=max_k, max_batch=max_batch, max_wait_ms=max_wait_ms,
-                                               max_queue=max_queue, queue_deadline_ms=queue_deadline_ms))
     if ray is None and (replicas != 1 or min_replicas or max_replicas or cpus_per_replica or max_ongoing_requests):
         fail("--replicas, --min-replicas, --max-replicas, --cpus-per-replica and --max-ongoing-requests go with --ray")
     try:
+        spec = ServerSpec(None if reranker_only else index_name, str(index_dir), str(config) if config else None,
+                          str(config_b) if config_b else None, mode.value, log, backend.value if backend else None,
+                          tuple(rerankers), Limits(max_k=max_k, max_batch=max_batch, max_wait_ms=max_wait_ms,
+                                                   max_queue=max_queue, queue_deadline_ms=queue_deadline_ms))
         if ray is None:
             serve_local(spec, host, port, announce=console.print)
         else:

@@ -91,3 +91,19 @@ def test_a_postgres_outage_refuses_clicks_with_503_and_search_keeps_answering(de
         server.stop()
     assert clicked_rows(pg.url) == [(before["request_id"], before["results"][0]["id"])]
     pg.close()
+
+
+def test_serve_refuses_inconsistent_options_in_one_line_before_ray_starts(tmp_path):
+    from typer.testing import CliRunner
+
+    from rerank_cli.main import app
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["serve", "--config-b", "configs/bm25-only.yaml"])
+    assert result.exit_code == 2 and "goes with mode ab or interleave" in result.output
+    result = runner.invoke(app, ["serve", "--replicas", "2"])
+    assert result.exit_code == 2 and "go with --ray" in result.output
+    result = runner.invoke(app, ["serve", "--ray", "local", "--index", "nope", "--index-dir", str(tmp_path)])
+    assert result.exit_code == 2 and "no index at" in result.output and "Traceback" not in result.output
+    result = runner.invoke(app, ["serve", "--ray", "local", "--min-replicas", "3", "--max-replicas", "2"])
+    assert result.exit_code == 2 and "min replicas <= max replicas" in result.output

@@ -99,8 +99,8 @@ class ClickLog:
     def impression(self, request_id: str, session: str, query: str, mode: str, system: str,
                    results: list[dict], timings: dict[str, float]) -> None:
         self._run_online([("INSERT INTO impressions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (request_id, time.time(), session, query, mode, system, json.dumps(results),
-                     json.dumps(timings)))])
+                           (request_id, time.time(), session, query, mode, system, json.dumps(results),
+                            json.dumps(timings)))])
 
     def click(self, request_id: str, docid: str) -> int | None:
         """Record a click on a shown result; returns its rank, or None if the request/doc was never shown."""
@@ -110,13 +110,13 @@ class ClickLog:
         rank = next((r["rank"] for r in json.loads(rows[0][0]) if r["id"] == docid), None)
         if rank is not None:
             self._run_online([("INSERT INTO clicks (request_id, docid, rank, ts) VALUES (?, ?, ?, ?)",
-                        (request_id, docid, rank, time.time()))])
+                               (request_id, docid, rank, time.time()))])
         return rank
 
     def returned(self, request_id: str, docid: str, dwell_s: float) -> bool:
         """The user came back to the results after `dwell_s` seconds on the clicked document (last click wins)."""
         return self._run_online([("UPDATE clicks SET dwell_s = ? WHERE id = (SELECT max(id) FROM clicks WHERE "
-                           "request_id = ? AND docid = ?)", (dwell_s, request_id, docid))]) > 0
+                                  "request_id = ? AND docid = ?)", (dwell_s, request_id, docid))]) > 0
 
     def rows(self) -> tuple[list[tuple], list[tuple]]:
         imps = self._run([("SELECT request_id, ts, session, query, mode, system, results, timings FROM impressions "

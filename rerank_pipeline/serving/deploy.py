@@ -28,6 +28,14 @@ class ServerSpec:
     rerankers: tuple[str, ...] = ()  # served on /v1/rerank and /v2/rerank: NAME=DIR, DIR or 'default'
     limits: Limits = field(default_factory=Limits)
 
+    def __post_init__(self):
+        from ..config import ConfigError
+
+        if self.mode not in ("single", "ab", "interleave"):
+            raise ConfigError(f"mode {self.mode!r}: use single, ab or interleave")
+        if (self.mode == "single") != (self.config_b is None):
+            raise ConfigError("a second pipeline (--config-b) goes with mode ab or interleave, and they need it")
+
     def resolved(self) -> "ServerSpec":
         """The same spec with every path absolute (a replica may start in another directory), after the checks
         that load no model: the index opens, the configs parse, the click log opens (and is upgraded)."""
@@ -69,8 +77,6 @@ def build_app(spec: ServerSpec):
     from .app import create_app
     from .clicklog import open_click_log
 
-    if (spec.mode == "single") != (spec.config_b is None):
-        raise ConfigError("a second pipeline (config_b) goes with mode ab or interleave, and they need it")
     index, systems = None, {}
     if spec.index is not None:
         index = open_index(spec.index, spec.index_dir)
