@@ -76,13 +76,15 @@ def test_rerank_api_shapes_and_bad_requests(server):
     assert httpx.get(server.url + "/search", params={"q": "x"}).status_code == 404  # no index: rerank API only
 
 
-def test_rerank_only_without_a_model_fails_in_one_line(tmp_path):
+def test_rerank_only_with_a_missing_model_fails_in_one_line(tmp_path):
     from typer.testing import CliRunner
 
     from rerank_cli.main import app
 
-    result = CliRunner().invoke(app, ["serve", "--reranker-only"])
-    assert result.exit_code != 0 and "--reranker" in result.output and "Traceback" not in result.output
+    # (Without --reranker the shipped model is served, so a CliRunner call would start serving: not tested here.)
+    result = CliRunner().invoke(app, ["serve", "--reranker-only", "--reranker", str(tmp_path / "missing")])
+    assert result.exit_code == 2 and "is not a local model directory" in result.output
+    assert "Traceback" not in result.output
 
 
 def test_arank_and_asearch_leave_the_event_loop_free(models, demo_index):
