@@ -3,7 +3,18 @@ socket there and no TCP port), which can crash and come back on the same socket,
 from __future__ import annotations
 
 import time
+import uuid
 from pathlib import Path
+
+
+def fresh_database(url: str) -> str:
+    """A new, empty database on the server behind `url` (pgserver's URL names the `postgres` one): its URL."""
+    import psycopg
+
+    name = "t" + uuid.uuid4().hex[:12]
+    with psycopg.connect(url, autocommit=True) as con:
+        con.execute(f"CREATE DATABASE {name}")
+    return url.replace("/postgres?", f"/{name}?")
 
 
 class Postgres:

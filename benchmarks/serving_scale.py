@@ -23,7 +23,7 @@ from pathlib import Path
 
 import httpx
 from loopback import accepted_ms, drive, serve, statuses
-from postgres import Postgres
+from postgres import Postgres, fresh_database
 
 from rerank_pipeline.demo import demo_records, synthetic_titles, write_demo_corpus, write_titles_corpus
 from rerank_pipeline.evaluation.online import online_report
@@ -31,15 +31,6 @@ from rerank_pipeline.index import Index, build_index
 from rerank_pipeline.serving.clicklog import open_click_log
 
 RAY_STARTUP_S = 300
-
-
-def fresh_database(pg: Postgres) -> str:
-    import psycopg
-
-    name = "s" + uuid.uuid4().hex[:12]
-    with psycopg.connect(pg.url, autocommit=True) as con:
-        con.execute(f"CREATE DATABASE {name}")
-    return pg.url.replace("/postgres?", f"/{name}?")
 
 
 def replica_pids(url: str, replicas: int) -> list[int]:
@@ -146,7 +137,7 @@ def main() -> None:
     lines, pipelines, notes = [], set(), []
 
     def scenario(label: str, index: str, server_args: list[str], replicas: int = 0, event: str | None = None):
-        log_url = fresh_database(pg)
+        log_url = fresh_database(pg.url)
         queries = corpora[index][0]
         with serve("--index-dir", str(args.work), "--index", index, "--log", log_url, *server_args,
                    startup_s=RAY_STARTUP_S) as (url, _):
@@ -223,7 +214,7 @@ def interleaving_parity(args, pg: Postgres) -> list[str]:
            "between runs (each replica draws its own), so counts differ; the verdict must not.", "",
            "| served by | click log | searches | A wins | B wins | ties | p (binomial) | verdict |", "|---|---|---|---|---|---|---|---|"]
     for label, log, extra in (("1 process", str(args.work / f"parity-{uuid.uuid4().hex[:8]}.sqlite"), []),
-                              ("2 replicas (Ray Serve)", fresh_database(pg), ray_args(2))):
+                              ("2 replicas (Ray Serve)", fresh_database(pg.url), ray_args(2))):
         with serve("--index-dir", str(args.work), "--index", name, "--mode", "interleave", "--config", str(strong),
                    "--config-b", str(weak),
                    "--log", log, *extra, startup_s=RAY_STARTUP_S) as (url, _):

@@ -1,9 +1,12 @@
 import json
+import sys
 from pathlib import Path
 
 import pytest
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
+# Helpers the benchmarks and the tests share (benchmarks/postgres.py: a PostgreSQL that can crash and come back).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 
 def write_jsonl(path: Path, rows) -> Path:

@@ -1,23 +1,13 @@
 """The click log on SQLite and on a real PostgreSQL: the same writes give the same report, older logs upgrade, newer
 ones are refused, and the server's acknowledged clicks are in PostgreSQL."""
 import sqlite3
-import uuid
 
 import httpx
 import pytest
 
 from rerank_pipeline.evaluation.online import online_report
+from postgres import fresh_database  # benchmarks/postgres.py (conftest puts benchmarks/ on the path)
 from rerank_pipeline.serving.clicklog import SCHEMA_VERSION, SchemaError, open_click_log
-
-
-def fresh_pg(url: str) -> str:
-    """A new database on the session's server, so each test starts empty."""
-    import psycopg
-
-    name = "t" + uuid.uuid4().hex[:12]
-    with psycopg.connect(url, autocommit=True) as con:
-        con.execute(f"CREATE DATABASE {name}")
-    return url.replace("/postgres?", f"/{name}?")
 
 
 def write_session(log) -> None:
@@ -33,7 +23,7 @@ def write_session(log) -> None:
 
 def test_sqlite_and_postgres_give_the_same_report(tmp_path, postgres_url):
     reports = []
-    for target in (tmp_path / "clicks.sqlite", fresh_pg(postgres_url)):
+    for target in (tmp_path / "clicks.sqlite", fresh_database(postgres_url)):
         log = open_click_log(target)
         write_session(log)
         imps, clicks = log.rows()
@@ -72,7 +62,7 @@ def test_an_unversioned_log_is_upgraded_and_a_newer_one_refused(tmp_path, postgr
 
     import psycopg
 
-    url = fresh_pg(postgres_url)
+    url = fresh_database(postgres_url)
     open_click_log(url).close()
     with psycopg.connect(url, autocommit=True) as con:
         con.execute("UPDATE schema_version SET version = 99")
@@ -92,7 +82,7 @@ def test_an_unversioned_log_is_upgraded_and_a_newer_one_refused(tmp_path, postgr
 def test_the_server_acknowledges_clicks_only_once_they_are_in_postgres(demo_index, postgres_url):
     from test_serving import Server
 
-    url = fresh_pg(postgres_url)
+    url = fresh_database(postgres_url)
     server = Server("--index", "demo", "--index-dir", str(demo_index.path.parent), "--log", url)
     acknowledged = []
     try:

@@ -1,18 +1,15 @@
 """Serving beyond one process: Ray Serve replicas answering as the single process does, sharing one PostgreSQL click
 log, and a PostgreSQL outage met with 503s for clicks (never an acknowledged click unwritten) while search answers."""
-import sys
 import time
-from pathlib import Path
 
 import httpx
 import pytest
 
+from postgres import Postgres, fresh_database  # benchmarks/postgres.py
 from rerank_pipeline.serving.clicklog import open_click_log
 from conftest import patagonia_in_japan
-from test_clicklog import fresh_pg
 from test_serving import Server
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 
 def clicked_rows(url: str) -> list[tuple[str, str]]:
@@ -28,7 +25,7 @@ def test_two_ray_serve_replicas_answer_search_and_share_the_postgres_click_log(d
     from rerank_pipeline.config import open_pipeline
 
     expected = open_pipeline(demo_index).name  # what one process serves by default
-    url = fresh_pg(postgres_url)
+    url = fresh_database(postgres_url)
     server = Server("--ray", "local", "--replicas", "2", "--cpus-per-replica", "0.5", "--index", "demo",
                     "--index-dir", str(demo_index.path.parent), "--log", url, startup_s=300)
     acknowledged, pids = [], set()
@@ -59,8 +56,6 @@ def test_two_ray_serve_replicas_answer_search_and_share_the_postgres_click_log(d
 
 def test_a_postgres_outage_refuses_clicks_with_503_and_search_keeps_answering(demo_index, tmp_path):
     pytest.importorskip("pgserver")
-    from postgres import Postgres
-
     try:
         pg = Postgres(tmp_path / "pg")
     except Exception as e:  # no wheel for this platform, or the server would not start
