@@ -213,12 +213,17 @@ def rerank_stages(models: Sequence[str], index=None, backend: str | None = None)
 
     stages: dict[str, Stage] = {}
     for spec in models or (["default"] if DEFAULT_RERANKER_CONFIG else []):
-        name, _, path = spec.rpartition("=")
-        name = name or (Path(path).name if path != "default" else "default")
+        name, path = reranker_name_and_path(spec)
         if name in stages:
             raise ConfigError(f"two rerankers named {name!r}: name them (NAME=DIR)")
         stages[name] = served_stage(load_reranker({"model": path, **({"backend": backend} if backend else {})}), index)
     return stages
+
+
+def reranker_name_and_path(spec: str) -> tuple[str, str]:
+    """'NAME=DIR' -> (NAME, DIR); 'DIR' is named after the directory, 'default' after itself."""
+    name, _, path = spec.rpartition("=")
+    return name or (Path(path).name if path != "default" else "default"), path
 
 
 def served_stage(model, index=None) -> Stage:

@@ -56,14 +56,14 @@ def tiny_encoder(tmp_path_factory) -> str:
 def postgres_url(tmp_path_factory):
     """A PostgreSQL server for the session (the pgserver wheel: its own binaries, a data directory in a temporary
     directory, a Unix socket there and no TCP port), stopped afterwards; skipped with the reason if it cannot start."""
-    try:
-        import pgserver
+    from postgres import Postgres  # benchmarks/postgres.py
 
-        server = pgserver.get_server(tmp_path_factory.mktemp("postgres"), cleanup_mode="stop")
+    try:
+        server = Postgres(tmp_path_factory.mktemp("postgres"))
     except Exception as e:  # no wheel for this platform, or the server would not start
         pytest.skip(f"PostgreSQL could not start: {e}")
-    yield server.get_uri()
-    server.cleanup()
+    yield server.url
+    server.close()
 
 
 JAPAN = {"japan", "japanese", "tokyo", "shibuya", "kyoto", "osaka", "shimoda", "kamakura", "hokkaido", "okinawa"}

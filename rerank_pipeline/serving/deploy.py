@@ -61,12 +61,14 @@ class ServerSpec:
 
     @staticmethod
     def _absolute_model(spec: str) -> str:
-        name, _, path = spec.rpartition("=")
+        from ..config import reranker_name_and_path
+
+        name, path = reranker_name_and_path(spec)
         if path == "default":
             return spec
         if not Path(path).is_dir():
             raise FileNotFoundError(f"{path}: no model directory")
-        return f"{name or Path(path).name}={Path(path).resolve()}"
+        return f"{name}={Path(path).resolve()}"
 
 
 def build_app(spec: ServerSpec):
