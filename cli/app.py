@@ -52,7 +52,9 @@ class Backend(str, Enum):
     torch = "torch"
     onnx = "onnx"
     onnx_int8 = "onnx-int8"
+    auto = "auto"
 
 
 BackendOpt = typer.Option(None, "--backend", help="Run the reranker's transformer on torch, onnx or onnx-int8 (CPU; "
-                          "needs the [onnx] extra; exported once and cached).")
+                          "needs the onnx extra; exported once and cached), or auto: onnx-int8 for CROSS-JEM on the "
+                          "CPU when the onnx extra is installed, torch otherwise.")

@@ -67,6 +67,8 @@ def bench(
         texts = [r.text for r in read_records(corpus).records] if corpus else None
     except known_errors() as e:
         fail(str(e))
+    if Backend.auto in backends:
+        fail("--backend auto is not a bench row: name the backends to compare (torch, onnx, onnx-int8)")
     try:
         rows = [row for b in backends for row in run_bench(sizes, queries, repeats, device, str(model) if model else None,
                                                            texts, str(mice) if mice else None, b.value)]

@@ -8,7 +8,7 @@ from typing import List, Optional
 import typer
 
 from . import render
-from .app import Backend, BackendOpt, IndexDirOpt, app, console, fail, known_errors
+from .app import Backend, IndexDirOpt, app, console, fail, known_errors
 
 
 class Mode(str, Enum):
@@ -32,7 +32,7 @@ def serve(
     max_wait_ms: float = typer.Option(5.0, "--max-wait-ms", min=0.0, help="Wait to fill a micro-batch."),
     max_queue: int = typer.Option(256, "--max-queue", min=1, help="Waiting requests before answering 429."),
     queue_deadline_ms: float = typer.Option(1000.0, "--queue-deadline-ms", min=1.0, help="Answer 429 at once when a request would wait longer."),
-    backend: Optional[Backend] = BackendOpt,
+    backend: Optional[Backend] = typer.Option(None, "--backend", help="torch, onnx, onnx-int8 or auto for every reranker (default: a config's own choice, else auto: onnx-int8 for CROSS-JEM on the CPU when the onnx extra is installed, torch otherwise)."),
     rerankers: List[str] = typer.Option([], "--reranker", help="Served on /v1/rerank and /v2/rerank (Cohere's API): NAME=DIR, DIR or 'default'; repeatable (default: the shipped model, when one ships)."),
     reranker_only: bool = typer.Option(False, "--reranker-only", help="Serve only the rerank API (no index, no /search)."),
     ray: Optional[str] = typer.Option(None, "--ray", help="Serve replicas on Ray Serve: 'local' starts Ray here, an address joins a cluster (needs the ray-serve extra)."),

@@ -255,14 +255,16 @@ def adapt_to_index(cfg: dict[str, Any], index) -> dict[str, Any]:
 
 
 def open_pipeline(index, config: str | Path | dict[str, Any] | None = None, *, rerank: bool = True,
-                  interpolate: float | None = None, backend: str | None = None) -> Stage:
+                  interpolate: float | None = None, backend: str | None = None,
+                  default_backend: str = "torch") -> Stage:
     """The one way to get a pipeline over an index, for the CLI, the server and Python: the config (a path, a
     dict, or None for the built-in default) adapted to the stages the index has; `rerank=False` drops the
     reranker; `interpolate` mixes the model with the first stage at that weight instead of the config's mix;
-    `backend` runs the reranker's transformer on torch, onnx or onnx-int8 instead of the config's choice."""
+    `backend` runs the reranker's transformer on torch, onnx, onnx-int8 or auto instead of the config's choice,
+    `default_backend` where the config makes none."""
     cfg = dict(config) if isinstance(config, dict) else load_config(config)
-    if backend is not None and cfg.get("reranker"):
-        cfg["reranker"] = {**cfg["reranker"], "backend": backend}
+    if cfg.get("reranker"):
+        cfg["reranker"] = {**cfg["reranker"], "backend": backend or cfg["reranker"].get("backend", default_backend)}
     if not rerank:
         cfg.pop("reranker", None)
     elif interpolate is not None and cfg.get("reranker"):  # replaces the feature combination, if any

@@ -124,3 +124,33 @@ def test_yaml_backend_is_validated_and_the_cli_flag_reranks_the_same(models, dem
         runs[backend] = json.loads(result.output)["results"]
     assert [r["id"] for r in runs["onnx"]] == [r["id"] for r in runs["torch"]]
     np.testing.assert_allclose([r["score"] for r in runs["onnx"]], [r["score"] for r in runs["torch"]], atol=1e-4)
+
+
+def test_auto_runs_crossjem_on_int8_on_the_cpu_and_the_rest_on_torch(models, monkeypatch):
+    assert Reranker.load(models["crossjem"], backend="auto").backend == "onnx-int8"
+    assert Reranker.load(models["pointwise"], backend="auto").backend == "torch"  # int8 quality not measured there
+    monkeypatch.setattr(onnx_backend, "onnx_installed", lambda: False)
+    assert Reranker.load(models["crossjem"], backend="auto").backend == "torch"  # without the extra: no error
+    on_gpu = type("R", (), {"device": "cuda", "cpu_backend": "onnx-int8", "onnx_part": lambda self: ()})()
+    assert onnx_backend.resolve(on_gpu, "auto") == "torch"
+
+
+def test_a_server_defaults_to_auto_where_the_config_names_no_backend(models, demo_index, tmp_path):
+    from rerank_pipeline.serving.deploy import SERVING_BACKEND, ServerSpec, build_app
+
+    reranker = {"type": "crossjem", "model": str(models["crossjem"])}
+    configs = {}
+    for name, block in (("plain", reranker), ("torch", {**reranker, "backend": "torch"})):
+        configs[name] = tmp_path / f"{name}.yaml"
+        configs[name].write_text(yaml.safe_dump({"retrievers": [{"type": "bm25", "k": 20}], "reranker": block}))
+    assert SERVING_BACKEND == "auto"
+
+    def served_backend(config, backend=None):
+        app = build_app(ServerSpec("demo", str(demo_index.path.parent), str(config), backend=backend, rerankers=(
+            f"cj={models['crossjem']}",)))
+        pipeline = app.state.systems["A"]
+        return pipeline.then.backend, app.state.rerankers["cj"].backend
+
+    assert served_backend(configs["plain"]) == ("onnx-int8", "onnx-int8")
+    assert served_backend(configs["torch"]) == ("torch", "onnx-int8")  # the config's own choice is kept
+    assert served_backend(configs["plain"], "torch") == ("torch", "torch")  # --backend overrides both

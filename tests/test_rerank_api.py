@@ -34,7 +34,7 @@ def test_cohere_clients_get_the_in_process_ranking(server, models):
     cohere = pytest.importorskip("cohere")
     from rerank_pipeline.rerankers import Reranker
 
-    expected = Reranker.load(models / "cj", "cpu").rank("patagonia japan", DOCS)
+    expected = Reranker.load(models / "cj", backend="auto").rank("patagonia japan", DOCS)  # a server's default
     v2 = cohere.ClientV2(api_key="unused", base_url=server.url).rerank(
         model="crossjem", query="patagonia japan", documents=DOCS, top_n=4)
     assert [r.index for r in v2.results] == [e["corpus_id"] for e in expected[:4]]

@@ -37,6 +37,7 @@ class Reranker(Stage):
 
     kind: str = "reranker"
     defaults: dict[str, Any] = {}
+    cpu_backend = "torch"  # what backend 'auto' runs on the CPU (onnx.resolve)
 
     def __init__(self, network: torch.nn.Module, tokenizer, config: dict[str, Any], device: str | None = None):
         self.network, self.tokenizer = network, tokenizer
@@ -218,8 +219,9 @@ class Reranker(Stage):
 
 
 def device_for_backend(backend: str, device: str | None = None) -> str | None:
-    """ONNX backends run on the CPU: that is where their reranker's torch parts must live too."""
-    return "cpu" if backend != "torch" and device is None else device
+    """ONNX backends run on the CPU: that is where their reranker's torch parts must live too ('auto' goes where
+    the model would: an accelerator if there is one)."""
+    return "cpu" if backend not in ("torch", "auto") and device is None else device
 
 
 def tensor_digest(state: dict[str, torch.Tensor], prefix: str = "") -> str:

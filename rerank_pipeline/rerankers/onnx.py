@@ -21,7 +21,7 @@ from torch import nn
 
 from ..extras import require
 
-BACKENDS = ("torch", "onnx", "onnx-int8")
+BACKENDS = ("torch", "onnx", "onnx-int8", "auto")  # auto: each family's `cpu_backend` on the CPU, see resolve
 FILES = {"onnx": "model.onnx", "onnx-int8": "model.int8.onnx"}
 
 
@@ -89,7 +89,8 @@ def _quiet():
 
 def cached_model(module: nn.Module, inputs: tuple[str, ...], output: str, fingerprint: str, backend: str) -> Path:
     """The ONNX file of `backend` for these weights, exported (and quantized) on first use. Written into a fresh
-    directory renamed into place, so a killed export leaves nothing half-written to load."""
+    directory renamed into place, so a killed export leaves nothing half-written to load; when processes export at
+    once (server replicas starting together), the first to finish wins and the others use its files."""
     from ..index.store import swap_into_place
 
     target = cache_root() / fingerprint
@@ -105,7 +106,10 @@ def cached_model(module: nn.Module, inputs: tuple[str, ...], output: str, finger
             export(module, inputs, output, work / FILES["onnx"])
         if backend == "onnx-int8":
             quantize(work / FILES["onnx"], work / FILES["onnx-int8"])
-    swap_into_place(work, target)
+    if (target / FILES[backend]).is_file():
+        shutil.rmtree(work)
+    else:
+        swap_into_place(work, target)
     return target / FILES[backend]
 
 
@@ -128,10 +132,27 @@ class OnnxModule(nn.Module):
         return SimpleNamespace(**{self.output: torch.from_numpy(self.session.run(None, feeds)[0])})
 
 
+def onnx_installed() -> bool:
+    """ONNX Runtime and the exporter (the [onnx] extra) are importable."""
+    import importlib.util
+
+    return all(importlib.util.find_spec(name) for name in ("onnxruntime", "onnx", "onnxscript"))
+
+
+def resolve(reranker, backend: str) -> str:
+    """'auto' is the family's `cpu_backend` where the reranker runs on the CPU and the [onnx] extra is installed
+    (one whose quality was measured equal to torch's: the shipped CROSS-JEM on onnx-int8), torch otherwise."""
+    if backend != "auto":
+        return backend
+    on_cpu = reranker.device.startswith("cpu") and reranker.onnx_part() is not None
+    return reranker.cpu_backend if on_cpu and reranker.cpu_backend != "torch" and onnx_installed() else "torch"
+
+
 def use_backend(reranker, backend: str):
     """Move `reranker`'s transformer to `backend` in place (no-op for torch); returns the reranker."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r} (use one of {', '.join(BACKENDS)})")
+    backend = resolve(reranker, backend)
     if backend == reranker.backend:
         return reranker
     if reranker.backend != "torch":

@@ -126,6 +126,7 @@ def create_app(index, systems: dict[str, Stage], mode: str = "single", limits: L
         await rerank_batcher.stop()
 
     app = FastAPI(title="rerank-pipeline", lifespan=lifespan)
+    app.state.systems, app.state.rerankers = systems, rerankers  # what it serves, for whoever embeds the app
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:

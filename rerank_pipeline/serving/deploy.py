@@ -15,6 +15,10 @@ from typing import Callable, Optional
 from .app import Limits
 
 
+# A server is where latency counts: it runs a reranker on the faster backend of equal quality unless told otherwise.
+SERVING_BACKEND = "auto"
+
+
 @dataclass(frozen=True)
 class ServerSpec:
     """What `rerank serve` was asked to serve; plain values, so Ray can ship it to every replica."""
@@ -24,7 +28,8 @@ class ServerSpec:
     config_b: Optional[str] = None  # system B, for mode ab or interleave
     mode: str = "single"
     log: Optional[str] = None       # click log: a SQLite path or a postgresql:// URL
-    backend: Optional[str] = None   # torch, onnx or onnx-int8 for every reranker
+    backend: Optional[str] = None   # torch, onnx, onnx-int8 or auto for every reranker (None: the configs',
+    #                                 and auto where they name none: int8 CROSS-JEM on the CPU, SERVING_BACKEND)
     rerankers: tuple[str, ...] = ()  # served on /v1/rerank and /v2/rerank: NAME=DIR, DIR or 'default'
     limits: Limits = field(default_factory=Limits)
 
@@ -82,10 +87,11 @@ def build_app(spec: ServerSpec):
     index, systems = None, {}
     if spec.index is not None:
         index = open_index(spec.index, spec.index_dir)
-        systems["A"] = open_pipeline(index, spec.config, backend=spec.backend)
+        systems["A"] = open_pipeline(index, spec.config, backend=spec.backend, default_backend=SERVING_BACKEND)
         if spec.config_b is not None:
-            systems["B"] = open_pipeline(index, spec.config_b, backend=spec.backend)
-    served = rerank_stages(list(spec.rerankers), index, spec.backend)  # models load (and ONNX ones export) now
+            systems["B"] = open_pipeline(index, spec.config_b, backend=spec.backend, default_backend=SERVING_BACKEND)
+    # Models load (and ONNX ones export) now, before the first request.
+    served = rerank_stages(list(spec.rerankers), index, spec.backend or SERVING_BACKEND)
     if index is None and not served:
         raise ConfigError("serving the rerank API alone needs a reranker: --reranker DIR (or 'default', the "
                           "shipped model)")
