@@ -29,7 +29,7 @@ def serve(
     log: Optional[str] = typer.Option(None, "--log", help="Impression/click log, a SQLite file or a postgresql:// URL (enables /click and /return)."),
     max_k: int = typer.Option(100, "--max-k", min=1, max=10000),
     max_batch: int = typer.Option(16, "--max-batch", min=1, help="Requests per micro-batch."),
-    max_wait_ms: float = typer.Option(5.0, "--max-wait-ms", min=0.0, help="Wait to fill a micro-batch."),
+    max_wait_ms: float = typer.Option(0.0, "--max-wait-ms", min=0.0, help="Wait to fill a micro-batch (0: a batch is what queued while the last one ran; nothing waits on an idle server)."),
     max_queue: int = typer.Option(256, "--max-queue", min=1, help="Waiting requests before answering 429."),
     queue_deadline_ms: float = typer.Option(1000.0, "--queue-deadline-ms", min=1.0, help="Answer 429 at once when a request would wait longer."),
     backend: Optional[Backend] = typer.Option(None, "--backend", help="torch, onnx, onnx-int8 or auto for every reranker (default: a config's own choice, else auto: onnx-int8 for CROSS-JEM on the CPU when the onnx extra is installed, torch otherwise)."),

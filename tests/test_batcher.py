@@ -91,3 +91,30 @@ def test_costly_requests_fill_batches_by_cost_and_queue_by_cost():
     assert all(len(c) == 1 for c in calls[3:])                              # a 700-document request runs alone
     refused = [r for r in big if isinstance(r, Overloaded)]
     assert len(refused) >= 3 and [r for r in big if not isinstance(r, Overloaded)] == [700] * (6 - len(refused))
+
+
+def test_without_a_wait_a_batch_is_what_queued_while_the_last_one_ran():
+    sizes = []
+
+    def recording_batch(items):
+        sizes.append(len(items))
+        time.sleep(0.05)
+        return [x * 2 for x in items]
+
+    async def scenario():
+        batcher = MicroBatcher(recording_batch, max_batch=16, max_wait_ms=0, queue_deadline_ms=1e6)
+        await batcher.start()
+        start = time.perf_counter()
+        assert await batcher.submit(1) == 2
+        alone = time.perf_counter() - start
+        first = asyncio.ensure_future(batcher.submit(0))   # runs alone: nothing else is queued yet
+        await asyncio.sleep(0.01)
+        rest = await asyncio.gather(*(batcher.submit(i) for i in range(1, 6)))  # queue while it runs
+        await first
+        await batcher.stop()
+        return alone, rest
+
+    alone, rest = asyncio.run(scenario())
+    assert rest == [2, 4, 6, 8, 10]
+    assert sizes == [1, 1, 5]           # the five that queued during the second batch ran as one
+    assert alone < 0.05 + 0.03          # a lone request starts at once (the batch itself takes 0.05 s)

@@ -154,3 +154,24 @@ def test_a_server_defaults_to_auto_where_the_config_names_no_backend(models, dem
     assert served_backend(configs["plain"]) == ("onnx-int8", "onnx-int8")
     assert served_backend(configs["torch"]) == ("torch", "onnx-int8")  # the config's own choice is kept
     assert served_backend(configs["plain"], "torch") == ("torch", "torch")  # --backend overrides both
+
+
+def test_queries_encode_the_same_on_onnx_and_are_remembered_within_a_bound(monkeypatch):
+    from rerank_pipeline.retrievers import dense
+
+    texts = ["patagonia japan", "a longer query about tents for winter camping in the alps", "patagonia japan"]
+    expected = dense.encode(texts)
+    monkeypatch.setattr(dense, "_queries", type(dense._queries)())
+    try:
+        assert dense.use_query_backend("auto") == "onnx"
+        got = dense.encode_queries(texts)
+    finally:
+        dense.use_query_backend("torch")
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    real_encode = dense.encode
+    monkeypatch.setattr(dense, "encode", lambda *a, **k: pytest.fail("encoded a remembered query again"))
+    np.testing.assert_array_equal(dense.encode_queries(texts[:2]), got[:2])
+    monkeypatch.setattr(dense, "encode", real_encode)
+    monkeypatch.setattr(dense, "QUERY_MEMORY", 2)
+    dense.encode_queries(["tent"])
+    assert [t for _, t in dense._queries] == [texts[1], "tent"]  # the least recently used went first

@@ -92,9 +92,9 @@ class FeatureExtractor:
     def cosine(self, query_texts: Sequence[str], flat: Sequence[str], sizes: Sequence[int], docs,
                indexed: np.ndarray) -> np.ndarray:
         """Query-candidate cosine: stored embeddings where the index has them, the rest encoded now."""
-        from ..retrievers.dense import encode
+        from ..retrievers.dense import encode, encode_queries
 
-        q_emb = encode(list(query_texts), self.encoder)
+        q_emb = encode_queries(list(query_texts), self.encoder)
         d_emb = np.empty((len(flat), q_emb.shape[1]), dtype=np.float32)
         stored = indexed if self.index is not None and "dense" in self.index.stages else np.zeros_like(indexed)
         if stored.any():

@@ -241,7 +241,7 @@ class AXN(Retriever):
         return self._axn
 
     def transform(self, queries: Queries, run: Run | None = None) -> Run:
-        from .dense import encode
+        from .dense import encode_queries
 
         axn = self.axn_index()
         store = self.index.docstore
@@ -249,7 +249,7 @@ class AXN(Retriever):
         texts = [queries[q] for q in qids]
         per_round = self.budget // self.rounds
         # Dual-encoder query vectors, encoded once: the first round's search and the blend both use them.
-        q_dense = encode(texts, self.index.manifest["dense"]["encoder"]) if self.first == "dense" or self.blend else None
+        q_dense = encode_queries(texts, self.index.manifest["dense"]["encoder"]) if self.first == "dense" or self.blend else None
         if self.first == "dense":
             dense = self.index.faiss_index()
             first = [r[r >= 0] for r in dense.search(q_dense, min(per_round, dense.ntotal))[1]]

@@ -34,7 +34,7 @@ class Limits:
     max_batch_queries: int = 64
     max_body_bytes: int = 65536
     max_batch: int = 16          # requests per micro-batch
-    max_wait_ms: float = 5.0
+    max_wait_ms: float = 0.0  # MicroBatcher: 0 = no waiting, a batch is what queued during the last one
     max_queue: int = 256
     queue_deadline_ms: float = 1000.0  # refuse (429) a request expected to wait longer
     max_rerank_documents: int = 1000   # per /v1/rerank request

@@ -1,5 +1,7 @@
 """Micro-batching: concurrent requests are gathered (up to max_batch, or max_wait) and run as one batch call, so
-the reranker scores many queries' candidates per encoder pass.
+the reranker scores many queries' candidates per encoder pass. With max_wait 0 (the server's default) a batch is
+whatever is queued when the previous one ends: nothing waits on an idle server, and under load the requests that
+arrived during one batch form the next.
 
 Admission control: a request is refused at once (Overloaded, with a retry-after) when the queue is full, or when
 its expected wait (batches ahead of it x the recent batch time) passes the queue deadline; accepted requests thus
@@ -69,6 +71,12 @@ class MicroBatcher:
         self._queued_cost -= entry[2]
         return entry
 
+    def _take_queued(self):
+        """The next request already waiting, or QueueEmpty."""
+        entry = self._queue.get_nowait()
+        self._queued_cost -= entry[2]
+        return entry
+
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
@@ -80,11 +88,9 @@ class MicroBatcher:
             deadline = loop.time() + self.max_wait
             while len(batch) < self.max_batch:
                 timeout = deadline - loop.time()
-                if timeout <= 0:
-                    break
                 try:
-                    entry = await self._take(timeout)
-                except asyncio.TimeoutError:
+                    entry = await self._take(timeout) if timeout > 0 else self._take_queued()
+                except (asyncio.TimeoutError, asyncio.QueueEmpty):
                     break
                 if sum(c for _, _, c in batch) + entry[2] > self.max_cost:
                     self._next = entry

@@ -81,9 +81,11 @@ def build_app(spec: ServerSpec):
     FileNotFoundError, ConnectionError or SchemaError, one line each, if something is wrong)."""
     from ..config import ConfigError, open_pipeline, rerank_stages
     from ..index import open_index
+    from ..retrievers.dense import use_query_backend
     from .app import create_app
     from .clicklog import open_click_log
 
+    use_query_backend(spec.backend or SERVING_BACKEND)  # queries too: ONNX fp32 gives the same embeddings, sooner
     index, systems = None, {}
     if spec.index is not None:
         index = open_index(spec.index, spec.index_dir)
