@@ -76,10 +76,11 @@ def main() -> None:
                 rows.append((clients, *statuses(results), len(results) / wall, *accepted_ms(results, [50, 95, 99]),
                              rss_mb(server.pid)))
     pipeline = (f"config {args.config}" if args.config else "default pipeline") + (
-        f", reranker backend {args.backend}" if args.backend else "")
+        f", reranker backend {args.backend}" if args.backend else ", the server's default backend (auto: ONNX "
+        "Runtime, the reranker int8 and the query encoder fp32)")
     lines = [f"# Loopback load test: `rerank serve` on {what}, {pipeline}",
              "", f"Command: `python benchmarks/load_test.py {' '.join(sys.argv[1:])}`", "",
-             "2 CPU cores shared by clients and server; micro-batching defaults (16 requests, 5 ms), queue deadline "
+             "2 CPU cores shared by clients and server; micro-batching defaults (16 requests, no waiting), queue deadline "
              "1 s (429 + Retry-After beyond it). Latency percentiles are of accepted (200) requests. Server resident "
              f"memory after warm-up: {rss_warm:.0f} MB. Queries: {len(queries)} distinct ones the warm-up did not "
              "send; a run of more requests than that repeats them, and a repeated query skips the dense query "
