@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# CPU speed of every backend (benchmarks/results/bench_cpu_backends_*.md): CROSS-JEM and the pointwise model on torch,
-# ONNX Runtime fp32 and int8, against sentence-transformers' CrossEncoder and MICE (torch), on titles, WikiQA sentences
+# CPU speed of every backend (benchmarks/results/bench_cpu_backends_*.md): CROSS-JEM, the pointwise model and MICE on
+# torch, ONNX Runtime fp32 and int8, against sentence-transformers' CrossEncoder (torch), on titles, WikiQA sentences
 # and TREC DL19 passages, N = 100 and 700, one `rerank bench` run per corpus (ratios within each block of rows).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -57,7 +57,7 @@ def bench(
     device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
     corpus: Optional[Path] = typer.Option(None, "--corpus", help="Short-text corpus to draw BM25 candidate lists from (default: synthetic titles)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Also write the table as Markdown."),
-    backends: List[Backend] = typer.Option([Backend.torch], "--backend", help="torch, onnx, onnx-int8 for CROSS-JEM and pointwise (repeatable: one block of rows each)."),
+    backends: List[Backend] = typer.Option([Backend.torch], "--backend", help="torch, onnx, onnx-int8 for CROSS-JEM, pointwise and MICE (repeatable: one block of rows each)."),
 ) -> None:
     """CROSS-JEM and MICE vs the pointwise cross-encoder: ms per query and the speed-up, same encoder and candidates."""
     from rerank_pipeline.bench import run_bench

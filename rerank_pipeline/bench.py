@@ -24,7 +24,7 @@ from .rerankers.crossjem.packing import pack
 class BenchRow:
     n_items: int
     device: str
-    backend: str              # what runs CROSS-JEM's and pointwise's transformer (MICE and ST CE: torch)
+    backend: str              # what runs the transformers of CROSS-JEM, pointwise and MICE (ST CE: torch)
     queries: int
     crossjem_ms: float
     pointwise_ms: float
@@ -117,8 +117,8 @@ def run_bench(sizes: Sequence[int] = (100, 700), queries: int = 5, repeats: int 
               model_dir: str | None = None, corpus: Sequence[str] | None = None,
               mice_dir: str | None = None, backend: str = "torch") -> list[BenchRow]:
     """Without model directories the models are fresh heads on MiniLM (speed does not depend on the weights); MICE
-    is then cut from the pointwise model with its default layers. `backend` runs CROSS-JEM's and the pointwise
-    model's transformer (ONNX backends on the CPU); the peer and MICE stay on torch."""
+    is then cut from the pointwise model with its default layers. `backend` runs the transformers of CROSS-JEM, the
+    pointwise model and MICE (ONNX backends on the CPU); the peer stays on torch."""
     import tempfile
 
     from .rerankers.base import device_for_backend
@@ -132,7 +132,7 @@ def run_bench(sizes: Sequence[int] = (100, 700), queries: int = 5, repeats: int 
         pointwise.save(tmp)
         mice = MICE.load(mice_dir, crossjem.device) if mice_dir else MICE.from_teacher(
             tmp, device=crossjem.device, max_item_tokens=pointwise.config["max_item_tokens"])
-    for model in (crossjem, pointwise):
+    for model in (crossjem, pointwise, mice):
         model.with_backend(backend)
     rows = []
     for n in sizes:

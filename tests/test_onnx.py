@@ -31,17 +31,19 @@ def lists(seed: int, n_queries: int = 3):
 
 @pytest.fixture(scope="module")
 def models(tiny_encoder, tmp_path_factory):
-    """A CROSS-JEM, a pointwise model and the latter as a Hugging Face cross-encoder directory, saved."""
+    """A CROSS-JEM, a pointwise model, the latter as a Hugging Face cross-encoder directory and a MICE cut from it,
+    saved."""
     torch.manual_seed(3)
     root = tmp_path_factory.mktemp("models")
     crossjem, pointwise = (f.from_encoder(tiny_encoder, device="cpu") for f in (CrossJEM, PointwiseCrossEncoder))
     crossjem.save(root / "crossjem")
     pointwise.save(root / "pointwise")
     pointwise.export_hf(root / "hf")
-    return {name: root / name for name in ("crossjem", "pointwise", "hf")}
+    MICE.from_teacher(root / "pointwise", device="cpu", merge_layer=0, depth=2).save(root / "mice")
+    return {name: root / name for name in ("crossjem", "pointwise", "hf", "mice")}
 
 
-@pytest.mark.parametrize("name", ["crossjem", "pointwise", "hf"])
+@pytest.mark.parametrize("name", ["crossjem", "pointwise", "hf", "mice"])
 def test_onnx_scores_equal_torch_and_int8_keeps_the_ranking(models, name):
     torch_model = Reranker.load(models[name], "cpu")
     queries, items = lists(0)
@@ -54,9 +56,18 @@ def test_onnx_scores_equal_torch_and_int8_keeps_the_ranking(models, name):
     got = np.concatenate(int8.score_ids(queries, items))
     want = np.concatenate(expected)
     assert not np.allclose(got, want, atol=1e-6)  # quantized weights do change the numbers...
-    if name != "hf":  # ... but not what they say (the HF export of this 32-wide random encoder scores within int8
-        # noise: its pooler is scaled by 1e-3; on MiniLM both keep a correlation of 0.98)
+    if name not in ("hf", "mice"):  # ... but not what they say (the HF export of this 32-wide random encoder
+        # scores within int8 noise: its pooler is scaled by 1e-3; on MiniLM both keep a correlation of 0.98; MICE
+        # cut from it to two layers is as flat)
         assert np.corrcoef(got, want)[0, 1] > 0.95
+
+
+def test_mice_on_onnx_reads_the_document_states_an_index_stores_for_its_torch_weights(models):
+    torch_model, onnx = Reranker.load(models["mice"], "cpu"), Reranker.load(models["mice"], backend="onnx")
+    assert onnx.states_fingerprint == torch_model.states_fingerprint  # stored states stay valid on either backend
+    items = [np.arange(1000, 1000 + n) for n in (3, 9, 17)]
+    for a, b in zip(torch_model.document_states(items), onnx.document_states(items)):
+        np.testing.assert_allclose(b.numpy(), a.detach().numpy(), atol=1e-4)
 
 
 def test_export_is_cached_per_weights_and_redone_when_they_change(models, cache, monkeypatch):
@@ -89,10 +100,10 @@ def test_backends_refuse_what_they_cannot_do(models, tiny_encoder, tmp_path):
         Reranker.load(models["pointwise"], backend="tensorrt")
     with pytest.raises(ValueError, match="runs on the CPU"):
         onnx_backend.use_backend(type("R", (), {"backend": "torch", "name": "r", "kind": "pointwise", "device": "cuda",
-                                                "onnx_part": lambda self: ("x", "y", (), "z")})(), "onnx")
-    MICE.from_teacher(models["pointwise"], device="cpu", merge_layer=0, depth=2).save(tmp_path / "mice")
-    with pytest.raises(ValueError, match="no ONNX backend"):
-        Reranker.load(tmp_path / "mice", backend="onnx")
+                                                "onnx_parts": lambda self: ["a part"]})(), "onnx")
+    with pytest.raises(ValueError, match="no ONNX backend"):  # the LLM reranker's case
+        onnx_backend.use_backend(type("R", (), {"backend": "torch", "name": "r", "kind": "llm-reranker",
+                                                "device": "cpu", "onnx_parts": lambda self: []})(), "onnx")
 
 
 def test_missing_onnxruntime_names_the_extra(models, monkeypatch):
@@ -131,7 +142,7 @@ def test_auto_runs_crossjem_on_int8_on_the_cpu_and_the_rest_on_torch(models, mon
     assert Reranker.load(models["pointwise"], backend="auto").backend == "torch"  # int8 quality not measured there
     monkeypatch.setattr(onnx_backend, "onnx_installed", lambda: False)
     assert Reranker.load(models["crossjem"], backend="auto").backend == "torch"  # without the extra: no error
-    on_gpu = type("R", (), {"device": "cuda", "cpu_backend": "onnx-int8", "onnx_part": lambda self: ()})()
+    on_gpu = type("R", (), {"device": "cuda", "cpu_backend": "onnx-int8", "onnx_parts": lambda self: ["a part"]})()
     assert onnx_backend.resolve(on_gpu, "auto") == "torch"
 
 

@@ -67,10 +67,11 @@ class Reranker(Stage):
         budget = self.config["max_batch_tokens"]
         return budget if not self.device.startswith("cpu") else min(budget, CPU_BATCH_TOKENS)
 
-    def onnx_part(self) -> tuple[torch.nn.Module, str, tuple[str, ...], str] | None:
-        """What an ONNX backend replaces: (owner, attribute, input names, output read), or None if the family
-        calls its transformer's layers one by one."""
-        return self.network, "encoder", ("input_ids", "attention_mask", "token_type_ids"), "last_hidden_state"
+    def onnx_parts(self) -> list:
+        """What an ONNX backend replaces (onnx.OnnxPart each; none: the family has no ONNX backend)."""
+        from .onnx import encoder_part
+
+        return [encoder_part(self.network, "encoder")]
 
     @classmethod
     def load(cls, path: str | Path, device: str | None = None, backend: str = "torch") -> "Reranker":

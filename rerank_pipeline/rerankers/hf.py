@@ -74,10 +74,11 @@ class HFCrossEncoder(PointwiseCrossEncoder):
         reranker.source = str(path)
         return reranker.with_backend(backend)
 
-    def onnx_part(self):
-        inputs = ("input_ids", "attention_mask", "token_type_ids") if self.network.takes_types else (
-            "input_ids", "attention_mask")
-        return self.network, "model", inputs, "logits"
+    def onnx_parts(self):
+        from .onnx import TEXT_INPUTS, encoder_part
+
+        return [encoder_part(self.network, "model", TEXT_INPUTS if self.network.takes_types else TEXT_INPUTS[:2],
+                             "logits")]
 
     @cached_property
     def _pair_template(self) -> tuple[list[int], list[int], list[int], int]:

@@ -78,8 +78,8 @@ class LLMReranker(PointwiseCrossEncoder):
             raise ValueError("llm-reranker needs model: DIR (a local causal LM directory); none ships")
         return cls.load(spec["model"], backend=spec.get("backend", "torch"), prompt=spec.get("prompt"))
 
-    def onnx_part(self):
-        return None  # a causal LM's full logits would be exported; not worth it for a reranker of this kind
+    def onnx_parts(self):
+        return []  # a causal LM's full logits would be exported; not worth it for a reranker of this kind
 
     def save(self, path: str | Path, fp16: bool = False) -> None:
         self.require_torch("save")

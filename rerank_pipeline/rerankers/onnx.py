@@ -1,17 +1,19 @@
 """ONNX Runtime backends for a reranker's transformer: `onnx` (fp32) and `onnx-int8` (dynamic int8 weights).
 
-Only the transformer moves to ONNX Runtime; each family's pooling and head stay in torch, so CROSS-JEM and the
-pointwise model (which read `encoder(...).last_hidden_state`) and any Hugging Face cross-encoder (whose classifier's
-`logits` are read) score through their own code unchanged. Exports are cached under
-`~/.cache/rerank-pipeline/onnx/<fingerprint>/` (`RERANK_CACHE` moves it): keyed by the weights, so changed weights
-get a fresh export, and a model directory that cannot be written to (the shipped model, inside the package) works
-the same. The first use exports (seconds) and quantizes; later loads reuse the files.
+Only the transformer parts move to ONNX Runtime (each family's `onnx_parts`); pooling, heads and batching stay in
+torch and numpy, so CROSS-JEM and the pointwise model (which read `encoder(...).last_hidden_state`), any Hugging
+Face cross-encoder (whose classifier's `logits` are read) and MICE (its document-side bottom layers and its
+interaction layers, two graphs) score through their own code unchanged. Exports are cached under
+`~/.cache/rerank-pipeline/onnx/<fingerprint>-<part>/` (`RERANK_CACHE` moves it): keyed by the weights, so changed
+weights get a fresh export, and a model directory that cannot be written to (the shipped model, inside the package)
+works the same. The first use exports (seconds) and quantizes; later loads reuse the files.
 """
 from __future__ import annotations
 
 import os
 import shutil
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -23,6 +25,7 @@ from ..extras import require
 
 BACKENDS = ("torch", "onnx", "onnx-int8", "auto")  # auto: each family's `cpu_backend` on the CPU, see resolve
 FILES = {"onnx": "model.onnx", "onnx-int8": "model.int8.onnx"}
+TEXT_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
 def cache_root() -> Path:
@@ -33,29 +36,55 @@ def _require_onnxruntime():
     return require("onnxruntime", "onnx", "an onnx backend")
 
 
-class _Outputs(nn.Module):
-    """The module as a function of positional tensors, returning the one output the reranker reads."""
+@dataclass
+class OnnxPart:
+    """What an ONNX backend replaces: `owner.attribute` (a submodule, or a method of `owner`), called with `inputs`
+    by name or in order. `module` is what is exported (the submodule itself, or a module calling the method); its
+    call's `output` attribute is read (None: the call returns the tensor). `example` traces it: no axis of size
+    0 or 1 and no all-true mask, so nothing is specialised; `axes` names every input's dynamic axes."""
+    owner: nn.Module
+    attribute: str
+    module: nn.Module
+    inputs: tuple[str, ...]
+    output: str | None
+    example: dict[str, torch.Tensor]
+    axes: dict[str, dict[int, str]]
 
-    def __init__(self, module: nn.Module, inputs: tuple[str, ...], output: str):
-        super().__init__()
-        self.module, self.inputs, self.output = module, inputs, output
 
-    def forward(self, *tensors):
-        return getattr(self.module(**dict(zip(self.inputs, tensors))), self.output)
-
-
-def export(module: nn.Module, inputs: tuple[str, ...], output: str, path: Path) -> None:
-    """Export `module` (batch and length dynamic) to `path`, with its fp32 weights. The example has padding and
-    two segments, so no branch specialised to an all-ones mask or a single segment is traced."""
-    module = module.float().eval().cpu()
+def encoder_part(owner: nn.Module, attribute: str, inputs: tuple[str, ...] = TEXT_INPUTS,
+                 output: str = "last_hidden_state") -> OnnxPart:
+    """A transformer over token ids (BERT-style inputs, `position_ids` if named): batch and length dynamic. The
+    example has padding and two segments, so no branch for an all-ones mask or a single segment is traced."""
     example = {"input_ids": torch.randint(1000, 2000, (2, 16)), "attention_mask": torch.ones(2, 16, dtype=torch.long),
-               "token_type_ids": torch.zeros(2, 16, dtype=torch.long)}
+               "token_type_ids": torch.zeros(2, 16, dtype=torch.long),
+               "position_ids": torch.arange(16).expand(2, -1) + torch.tensor([[0], [3]])}
     example["attention_mask"][1, 10:] = 0
     example["token_type_ids"][:, 6:] = 1
-    batch, length = torch.export.Dim("batch"), torch.export.Dim("length", max=512)
-    program = torch.onnx.export(_Outputs(module, inputs, output), tuple(example[k] for k in inputs),
-                                input_names=list(inputs), output_names=[output], dynamo=True, optimize=True,
-                                verbose=False, dynamic_shapes=(tuple({0: batch, 1: length} for _ in inputs),))
+    return OnnxPart(owner, attribute, getattr(owner, attribute), inputs, output,
+                    {k: example[k] for k in inputs}, {k: {0: "batch", 1: "length"} for k in inputs})
+
+
+class _Outputs(nn.Module):
+    """The part as a function of positional tensors, returning the one output the reranker reads."""
+
+    def __init__(self, part: OnnxPart):
+        super().__init__()
+        self.module, self.inputs, self.output = part.module, part.inputs, part.output
+
+    def forward(self, *tensors):
+        out = self.module(**dict(zip(self.inputs, tensors)))
+        return out if self.output is None else getattr(out, self.output)
+
+
+def export(part: OnnxPart, path: Path) -> None:
+    """Export `part` (its named axes dynamic) to `path`, with fp32 weights."""
+    part.module.float().eval().cpu()
+    dims = {name: torch.export.Dim(name, max=512) if name == "length" else torch.export.Dim(name)
+            for axes in part.axes.values() for name in axes.values()}
+    program = torch.onnx.export(_Outputs(part), tuple(part.example[k] for k in part.inputs),
+                                input_names=list(part.inputs), output_names=["output"], dynamo=True, optimize=True,
+                                verbose=False, dynamic_shapes=(tuple({axis: dims[name] for axis, name in
+                                                                     part.axes[k].items()} for k in part.inputs),))
     program.save(str(path))
 
 
@@ -87,7 +116,7 @@ def _quiet():
                 logger.setLevel(level)
 
 
-def cached_model(module: nn.Module, inputs: tuple[str, ...], output: str, fingerprint: str, backend: str) -> Path:
+def cached_model(part: OnnxPart, fingerprint: str, backend: str) -> Path:
     """The ONNX file of `backend` for these weights, exported (and quantized) on first use. Written into a fresh
     directory renamed into place, so a killed export leaves nothing half-written to load; when processes export at
     once (server replicas starting together), the first to finish wins and the others use its files."""
@@ -103,7 +132,7 @@ def cached_model(module: nn.Module, inputs: tuple[str, ...], output: str, finger
         if (target / FILES["onnx"]).is_file():
             shutil.copy(target / FILES["onnx"], work / FILES["onnx"])
         else:
-            export(module, inputs, output, work / FILES["onnx"])
+            export(part, work / FILES["onnx"])
         if backend == "onnx-int8":
             quantize(work / FILES["onnx"], work / FILES["onnx-int8"])
     if (target / FILES[backend]).is_file():
@@ -114,10 +143,10 @@ def cached_model(module: nn.Module, inputs: tuple[str, ...], output: str, finger
 
 
 class OnnxModule(nn.Module):
-    """Stands in for a torch module inside a reranker's network: called the same way, answered by an ONNX Runtime
-    session on the CPU (with torch's thread count, so backends compare on equal threads)."""
+    """Stands in for a part of a reranker's network: called the same way (tensors by name or in order), answered
+    by an ONNX Runtime session on the CPU (with torch's thread count, so backends compare on equal threads)."""
 
-    def __init__(self, path: Path, inputs: tuple[str, ...], output: str, config):
+    def __init__(self, path: Path, part: OnnxPart):
         super().__init__()
         ort = _require_onnxruntime()
         options = ort.SessionOptions()
@@ -128,11 +157,16 @@ class OnnxModule(nn.Module):
         # pooling) between runs: on 2 cores a demo search went from 57 to 35 ms without it, long lists no slower.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        self.inputs, self.output, self.config, self.path = inputs, output, config, path
+        self.inputs, self.output, self.path = part.inputs, part.output, path
+        self.config = getattr(part.module, "config", None)
+        self.dtypes = {k: np.bool_ if v.dtype == torch.bool else np.float32 if v.is_floating_point() else np.int64
+                       for k, v in part.example.items()}
 
-    def forward(self, **tensors) -> SimpleNamespace:
-        feeds = {k: np.ascontiguousarray(tensors[k].cpu().numpy(), dtype=np.int64) for k in self.inputs}
-        return SimpleNamespace(**{self.output: torch.from_numpy(self.session.run(None, feeds)[0])})
+    def forward(self, *args, **tensors):
+        tensors.update(zip(self.inputs, args))
+        feeds = {k: np.ascontiguousarray(tensors[k].detach().cpu().numpy(), dtype=self.dtypes[k]) for k in self.inputs}
+        out = torch.from_numpy(self.session.run(None, feeds)[0])
+        return out if self.output is None else SimpleNamespace(**{self.output: out})
 
 
 def onnx_installed() -> bool:
@@ -147,7 +181,7 @@ def resolve(reranker, backend: str) -> str:
     (one whose quality was measured equal to torch's: the shipped CROSS-JEM on onnx-int8), torch otherwise."""
     if backend != "auto":
         return backend
-    on_cpu = reranker.device.startswith("cpu") and reranker.onnx_part() is not None
+    on_cpu = reranker.device.startswith("cpu") and bool(reranker.onnx_parts())
     return reranker.cpu_backend if on_cpu and reranker.cpu_backend != "torch" and onnx_installed() else "torch"
 
 
@@ -160,16 +194,18 @@ def use_backend(reranker, backend: str):
         return reranker
     if reranker.backend != "torch":
         raise ValueError(f"{reranker.name} already runs on {reranker.backend}; load it again for {backend}")
-    part = reranker.onnx_part()
-    if part is None:
-        raise ValueError(f"{reranker.kind} has no ONNX backend (its layers are called one by one); use torch")
+    parts = reranker.onnx_parts()
+    if not parts:
+        raise ValueError(f"{reranker.kind} has no ONNX backend; use torch")
     if not reranker.device.startswith("cpu"):
         raise ValueError(f"the {backend} backend runs on the CPU; load the reranker with device='cpu'")
     _require_onnxruntime()
-    owner, attribute, inputs, output = part
-    module = getattr(owner, attribute)
     fingerprint = reranker.fingerprint  # of the torch weights, computed before they are replaced
-    path = cached_model(module, inputs, output, fingerprint, backend)
-    setattr(owner, attribute, OnnxModule(path, inputs, output, module.config))
+    for part in parts:
+        runtime = OnnxModule(cached_model(part, f"{fingerprint}-{part.attribute}", backend), part)
+        if isinstance(getattr(part.owner, part.attribute), nn.Module):
+            setattr(part.owner, part.attribute, runtime)  # the torch submodule (and its weights) let go
+        else:
+            object.__setattr__(part.owner, part.attribute, runtime)  # a method: the instance's attribute shadows it
     reranker.backend = backend
     return reranker

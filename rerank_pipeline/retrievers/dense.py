@@ -55,14 +55,12 @@ def onnx_query_encoder(name_or_path: str | None = None):
     short query in 2.4 ms instead of 7.1 on 2 cores, where torch's per-layer overhead is most of the time. The
     model's own tokenizer, pooling and normalisation modules run around it."""
     from ..rerankers.base import tensor_digest
-    from ..rerankers.onnx import OnnxModule, cached_model
+    from ..rerankers.onnx import TEXT_INPUTS, OnnxModule, cached_model, encoder_part
 
     model = load_dual_encoder(name_or_path)
     transformer = model[0].auto_model
-    inputs = tuple(k for k in ("input_ids", "attention_mask", "token_type_ids") if k in model.tokenize(["x"]))
-    path = cached_model(transformer, inputs, "last_hidden_state", tensor_digest(transformer.state_dict(), "dual"),
-                        "onnx")
-    session = OnnxModule(path, inputs, "last_hidden_state", transformer.config)
+    part = encoder_part(model[0], "auto_model", tuple(k for k in TEXT_INPUTS if k in model.tokenize(["x"])))
+    session = OnnxModule(cached_model(part, tensor_digest(transformer.state_dict(), "dual"), "onnx"), part)
 
     def encode_onnx(texts: Sequence[str], batch_size: int) -> np.ndarray:
         import torch

@@ -14,7 +14,7 @@ from torch.nn.utils.rnn import pad_sequence
 
 from ...types import split_by
 from ..base import Reranker, budget_batches, tensor_digest
-from .model import MiceNetwork
+from .model import Interaction, MiceNetwork
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[2] / "models" / "mice-minilm-l6"
 
@@ -30,8 +30,23 @@ class MICE(Reranker):
     }
     _warned = False  # the on-the-fly warning is given once per model
 
-    def onnx_part(self):
-        return None  # its layers run one by one (query side apart, then interaction): no single graph to export
+    def onnx_parts(self):
+        """Two graphs: the bottom layers (query and document sides, with their own positions) and the interaction
+        layers over layer-m states."""
+        from ..onnx import TEXT_INPUTS, OnnxPart, encoder_part
+
+        self.states_fingerprint  # noqa: B018 - computed from the torch bottom before ONNX replaces it
+        hidden = self.network.encoder.config.hidden_size
+        query_mask, doc_mask = torch.ones(2, 5, dtype=torch.bool), torch.ones(3, 7, dtype=torch.bool)
+        query_mask[1, 4:] = False
+        doc_mask[2, 5:] = False
+        example = {"query_states": torch.randn(2, 5, hidden), "query_mask": query_mask,
+                   "owners": torch.tensor([0, 1, 1]), "doc_states": torch.randn(3, 7, hidden), "doc_mask": doc_mask}
+        axes = {"query_states": {0: "queries", 1: "query_length"}, "query_mask": {0: "queries", 1: "query_length"},
+                "owners": {0: "pairs"}, "doc_states": {0: "pairs", 1: "doc_length"},
+                "doc_mask": {0: "pairs", 1: "doc_length"}}
+        return [encoder_part(self.network, "encoder", TEXT_INPUTS + ("position_ids",)),
+                OnnxPart(self.network, "interact", Interaction(self.network), tuple(example), None, example, axes)]
 
     @classmethod
     def build_network(cls, encoder: torch.nn.Module, config: dict[str, Any]) -> torch.nn.Module:

@@ -9,6 +9,7 @@ Layers from d on are dropped. The score is a linear head on the query-side [CLS]
 from __future__ import annotations
 
 import copy
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -43,13 +44,15 @@ class Attention(nn.Module):
         self.norm = copy.deepcopy(bert_attention.output.LayerNorm)
         self.dropout = nn.Dropout(bert_attention.output.dropout.p)
         self.heads = heads
+        self.absorb: bool | None = None  # None: whichever path costs fewer FLOPs for the shapes at hand
 
     def forward(self, x: torch.Tensor, context: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
         b, lx, h = x.shape
         reads = allowed.any(-1)  # rows with no key (e.g. [CLS] in cross-attention) pass through unchanged
         mask = (allowed | ~reads[..., None])[:, None]
         q = self.query(x).view(b, lx, self.heads, h // self.heads).transpose(1, 2)
-        if lx * (1 / context.shape[1] + (self.heads - 1) / h) < 1:  # fewer FLOPs than projecting the context
+        cheaper = lx * (1 / context.shape[1] + (self.heads - 1) / h) < 1  # than projecting the context
+        if self.absorb if self.absorb is not None else cheaper:
             out = self._absorbed(q, context, mask)
         else:
             split = lambda t: t.view(b, t.shape[1], self.heads, h // self.heads).transpose(1, 2)  # noqa: E731
@@ -122,3 +125,30 @@ class MiceNetwork(nn.Module):
         for layer in self.top[1:]:
             x = layer(x, self_allowed, doc_states, cross_allowed)
         return self.head(x[:, 0]).squeeze(-1)
+
+
+@contextmanager
+def plain_attention(network: MiceNetwork):
+    """Every attention on its projecting path while inside: an exported graph cannot pick a path by shape (both
+    compute the same function)."""
+    blocks = [a for layer in network.top for a in (layer.self_attention, layer.cross_attention)]
+    saved = [a.absorb for a in blocks]
+    for a in blocks:
+        a.absorb = False
+    try:
+        yield
+    finally:
+        for a, value in zip(blocks, saved):
+            a.absorb = value
+
+
+class Interaction(nn.Module):
+    """`MiceNetwork.interact` as a module of tensors, for export."""
+
+    def __init__(self, network: MiceNetwork):
+        super().__init__()
+        self.network = network
+
+    def forward(self, query_states, query_mask, owners, doc_states, doc_mask) -> torch.Tensor:
+        with plain_attention(self.network):
+            return self.network.interact(query_states, query_mask, owners, doc_states, doc_mask)
