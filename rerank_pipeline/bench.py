@@ -145,7 +145,8 @@ def run_bench(sizes: Sequence[int] = (100, 700), queries: int = 5, repeats: int 
         peer.predict([(texts[0], d) for d in lists[0]], batch_size=128, show_progress_bar=False)
         cj, pw, st, pk, mi, mf = [], [], [], [], [], []
         packed = lambda q, c: pack([q], [crossjem.truncate_items(c)], crossjem.config["union_capacity"],  # noqa: E731
-                                   crossjem.tokenizer.cls_token_id, crossjem.tokenizer.sep_token_id)
+                                   crossjem.tokenizer.cls_token_id, crossjem.tokenizer.sep_token_id,
+                                   crossjem.config["refine_groups"])
         for q, c, text, docs in zip(q_ids, items, texts, lists):
             cj.append(_time(lambda: crossjem.score_ids([q], [c]), repeats))
             pw.append(_time(lambda: pointwise.score_ids([q], [c]), repeats))

@@ -247,6 +247,62 @@ def test_compiled_grouping_equals_the_plain_algorithm(seed):
     assert [g.tolist() for g in got] == [g.tolist() for g in want]
 
 
+def reference_refined(items, capacity):
+    """`_refine_groups` in plain Python: from the greedy groups, each item in turn moves to the first group with
+    the largest positive gain (tokens only it holds where it is, minus tokens it adds there) that still fits."""
+    groups = reference_groups(items, capacity)
+    group_of = np.empty(len(items), np.int64)
+    for g, members in enumerate(groups):
+        group_of[members] = g
+    sets = [set(np.asarray(t).tolist()) for t in items]
+
+    def union(g, without=None):
+        return set().union(*[sets[i] for i in np.flatnonzero(group_of == g) if i != without])
+
+    for _ in range(20):
+        moved = False
+        for i in range(len(items)):
+            g = group_of[i]
+            own = len(sets[i] - union(g, without=i))
+            best, best_gain = -1, 0
+            for h in range(len(groups)):
+                if h != g and (group_of == h).any():
+                    new = len(sets[i] - union(h))
+                    if len(union(h)) + new <= capacity and own - new > best_gain:
+                        best, best_gain = h, own - new
+            if best >= 0:
+                group_of[i], moved = best, True
+        if not moved:
+            break
+    return [np.flatnonzero(group_of == g) for g in range(len(groups)) if (group_of == g).any()]
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_refined_grouping_equals_the_plain_local_search_and_shrinks_unions(seed):
+    rng = np.random.default_rng(50 + seed)
+    n, vocab = int(rng.integers(20, 150)), int(rng.integers(50, 600))
+    items = [rng.integers(0, vocab, int(rng.integers(1, 25))) for _ in range(n)]
+    capacity = int(rng.integers(40, 120))
+    got = group_candidates(items, capacity, refine=True)
+    assert [g.tolist() for g in got] == [g.tolist() for g in reference_refined(items, capacity)]
+    size = lambda groups: sum(len(set(np.concatenate([items[i] for i in g]).tolist())) for g in groups)  # noqa: E731
+    assert all(len(set(np.concatenate([items[i] for i in g]).tolist())) <= capacity for g in got)
+    assert size(got) <= size(group_candidates(items, capacity))
+
+
+def test_long_lists_are_grouped_chunk_by_chunk(monkeypatch):
+    from rerank_pipeline.rerankers.crossjem import packing
+
+    rng = np.random.default_rng(7)
+    items = [rng.integers(1000, 1300, int(rng.integers(1, 12))) for _ in range(120)]
+    monkeypatch.setattr(packing, "GROUPING_CHUNK", 50)
+    got = pack([np.array([5, 6])], [items], 64, CLS, SEP)
+    assert sorted(np.concatenate([g.items for g in got]).tolist()) == list(range(120))
+    assert all(len({int(i) // 50 for i in g.items}) == 1 for g in got)  # no group spans two chunks
+    chunked = [g for start in (0, 50, 100) for g in pack([np.array([5, 6])], [items[start:start + 50]], 64, CLS, SEP)]
+    assert [g.input_ids.tolist() for g in got] == [g.input_ids.tolist() for g in chunked]
+
+
 @pytest.mark.parametrize("seed", range(8))
 def test_pack_equals_the_plain_layout_of_each_group(seed):
     rng = np.random.default_rng(100 + seed)

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .base import Reranker, budget_batches
+from .base import Reranker, budget_batches, trimmed
 
 
 class PointwiseNetwork(nn.Module):
@@ -69,7 +69,7 @@ class PointwiseCrossEncoder(Reranker):
         lengths = np.array([len(ids) for ids, _ in inputs])
         order = np.argsort(lengths, kind="stable")
         values, positions = [], []
-        for batch in budget_batches(lengths[order], max_batch_tokens or self.batch_tokens):
+        for batch in trimmed(budget_batches(lengths[order], max_batch_tokens or self.batch_tokens), self.device):
             idx = order[batch]  # ascending, so the last pair of a batch is its longest
             width = int(lengths[idx[-1]])
             ids = np.zeros((len(idx), width), np.int64)

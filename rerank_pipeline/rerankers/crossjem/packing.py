@@ -164,19 +164,74 @@ def _greedy_groups(ptr, codes, n_tokens, capacity):  # pragma: no cover - compil
     return group_of
 
 
-def group_candidates(items: Sequence[np.ndarray], capacity: int) -> list[np.ndarray]:
+@_njit
+def _refine_groups(ptr, codes, group_of, n_groups, n_tokens, capacity):  # pragma: no cover - compiled
+    """Local search after the greedy grouping: each item moves to the group where it costs the fewest new tokens,
+    when that is fewer than the tokens only it holds in its own group (and the union still fits), until no move
+    helps. Returns each item's group id, emptied groups dropped, the rest in order."""
+    n = len(ptr) - 1
+    count = np.zeros((n_groups, max(n_tokens, 1)), np.int16)  # items of group g holding token t (< 2^15 items)
+    union = np.zeros(n_groups, np.int64)
+    members = np.zeros(n_groups, np.int64)
+    for i in range(n):
+        g = group_of[i]
+        members[g] += 1
+        for k in range(ptr[i], ptr[i + 1]):
+            if count[g, codes[k]] == 0:
+                union[g] += 1
+            count[g, codes[k]] += 1
+    for _ in range(20):  # passes; moves stop long before in practice (3-6 on 700 WikiQA sentences)
+        moved = 0
+        for i in range(n):
+            g = group_of[i]
+            own = 0
+            for k in range(ptr[i], ptr[i + 1]):
+                if count[g, codes[k]] == 1:
+                    own += 1
+            best, best_gain = -1, 0
+            for h in range(n_groups):
+                if h == g or members[h] == 0:
+                    continue
+                new = 0
+                for k in range(ptr[i], ptr[i + 1]):
+                    if count[h, codes[k]] == 0:
+                        new += 1
+                if union[h] + new <= capacity and own - new > best_gain:
+                    best, best_gain = h, own - new
+            if best >= 0:
+                for k in range(ptr[i], ptr[i + 1]):
+                    count[g, codes[k]] -= 1
+                    if count[g, codes[k]] == 0:
+                        union[g] -= 1
+                    if count[best, codes[k]] == 0:
+                        union[best] += 1
+                    count[best, codes[k]] += 1
+                members[g] -= 1
+                members[best] += 1
+                group_of[i] = best
+                moved += 1
+        if moved == 0:
+            break
+    new_id = np.cumsum(members > 0) - 1
+    for i in range(n):
+        group_of[i] = new_id[group_of[i]]
+    return group_of
+
+
+def group_candidates(items: Sequence[np.ndarray], capacity: int, refine: bool = False) -> list[np.ndarray]:
     """Partition candidate indices into groups whose token unions hold at most `capacity` ids, by overlap.
 
     Largest items first, each joins the fitting group it adds the fewest new tokens to; an item that shares no
     token with any group seeds a new one. Then, smallest first, each group is folded into the group it overlaps most
     while the merged union still fits: related items end up together and the number of encoder passes stays small.
     Compiled over token bitmaps (`_greedy_groups`): O(items x groups x item length), well under a millisecond for
-    700 titles; groups come back in order of creation, members sorted.
+    700 titles; groups come back in order of creation, members sorted. `refine` then moves items between groups
+    while that shrinks the unions (`_refine_groups`): 15% fewer union tokens on 700 WikiQA sentences, ~15 ms.
     """
-    return np.split(*_split_points(_group_of(items, capacity)[0]))
+    return np.split(*_split_points(_group_of(items, capacity, refine)[0]))
 
 
-def _group_of(items: Sequence[np.ndarray], capacity: int):
+def _group_of(items: Sequence[np.ndarray], capacity: int, refine: bool = False):
     """Each item's group id, plus what packing reuses: the distinct-token CSR, first positions, code -> id."""
     lens, codes, vocab = _token_codes(items)
     ptr, distinct, first_pos = _distinct_per_item(lens, codes, len(vocab))
@@ -184,6 +239,8 @@ def _group_of(items: Sequence[np.ndarray], capacity: int):
         group_of = np.zeros(len(items), np.int64)
     else:
         group_of = _greedy_groups(ptr, distinct, len(vocab), capacity)
+        if refine:
+            group_of = _refine_groups(ptr, distinct, group_of, int(group_of.max()) + 1, len(vocab), capacity)
     return group_of, ptr, distinct, first_pos, vocab
 
 
@@ -193,32 +250,44 @@ def _split_points(group_of: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return order, np.flatnonzero(np.diff(group_of[order])) + 1
 
 
+GROUPING_CHUNK = 1024  # items grouped together at most: grouping's token tables grow with items x vocabulary
+
+
 def pack(query_ids: Sequence[np.ndarray], candidates: Sequence[Sequence[np.ndarray]], capacity: int,
-         cls_id: int, sep_id: int) -> list[Group]:
+         cls_id: int, sep_id: int, refine: bool = False) -> list[Group]:
     """Every query's groups, each laid out as `[CLS] q [SEP] u_1 .. u_M` (u: the group's sorted union, Algorithm
     2) with, for each item, the union positions of its distinct tokens (Algorithm 1's pooling mask). Linear in the
-    candidates' tokens apart from the grouping itself; no per-group sorting."""
+    candidates' tokens apart from the grouping itself; no per-group sorting. A list longer than GROUPING_CHUNK is
+    grouped chunk by chunk, so packing's memory stays bounded however long the list."""
     groups = []
     for q, (qids, items) in enumerate(zip(query_ids, candidates)):
-        if len(items) == 0:
-            continue
-        group_of, ptr, distinct, first_pos, vocab = _group_of(items, capacity)
-        n_groups = int(group_of.max()) + 1
-        union_ptr, union_codes, union_index = _union_layout(ptr, distinct, group_of, n_groups, len(vocab))
-        order, cuts = _split_points(group_of)
-        # The distinct-token entries of the items in `order`, and each entry's row (item rank in its group).
-        counts = (ptr[1:] - ptr[:-1])[order]
-        entry = np.repeat(ptr[:-1][order] - (np.cumsum(counts) - counts), counts) + np.arange(counts.sum())
-        rank_in_group = np.arange(len(order)) - np.repeat(np.r_[0, cuts], np.diff(np.r_[0, cuts, len(order)]))
-        rows = np.repeat(rank_in_group, counts)
-        entry_cuts = np.cumsum(counts)[cuts - 1] if len(cuts) else cuts
-        head = np.concatenate([[cls_id], qids, [sep_id]]).astype(np.int64)
-        n_query = len(head)
-        for g, (members, e, r) in enumerate(zip(np.split(order, cuts), np.split(entry, entry_cuts),
-                                                np.split(rows, entry_cuts))):
-            union = vocab[union_codes[union_ptr[g]:union_ptr[g + 1]]]
-            groups.append(Group(q, members, np.concatenate([head, union]), n_query, r,
-                                union_index[e] + n_query, first_pos[e]))
+        for start in range(0, len(items), GROUPING_CHUNK):
+            groups += _pack_list(q, qids, items[start:start + GROUPING_CHUNK], start, capacity, cls_id, sep_id,
+                                 refine)
+    return groups
+
+
+def _pack_list(q: int, qids: np.ndarray, items: Sequence[np.ndarray], first_item: int, capacity: int, cls_id: int,
+               sep_id: int, refine: bool) -> list[Group]:
+    """`pack` for one query's items (numbered from `first_item` in its list)."""
+    groups = []
+    group_of, ptr, distinct, first_pos, vocab = _group_of(items, capacity, refine)
+    n_groups = int(group_of.max()) + 1
+    union_ptr, union_codes, union_index = _union_layout(ptr, distinct, group_of, n_groups, len(vocab))
+    order, cuts = _split_points(group_of)
+    # The distinct-token entries of the items in `order`, and each entry's row (item rank in its group).
+    counts = (ptr[1:] - ptr[:-1])[order]
+    entry = np.repeat(ptr[:-1][order] - (np.cumsum(counts) - counts), counts) + np.arange(counts.sum())
+    rank_in_group = np.arange(len(order)) - np.repeat(np.r_[0, cuts], np.diff(np.r_[0, cuts, len(order)]))
+    rows = np.repeat(rank_in_group, counts)
+    entry_cuts = np.cumsum(counts)[cuts - 1] if len(cuts) else cuts
+    head = np.concatenate([[cls_id], qids, [sep_id]]).astype(np.int64)
+    n_query = len(head)
+    for g, (members, e, r) in enumerate(zip(np.split(order, cuts), np.split(entry, entry_cuts),
+                                            np.split(rows, entry_cuts))):
+        union = vocab[union_codes[union_ptr[g]:union_ptr[g + 1]]]
+        groups.append(Group(q, members + first_item, np.concatenate([head, union]), n_query, r,
+                            union_index[e] + n_query, first_pos[e]))
     return groups
 
 

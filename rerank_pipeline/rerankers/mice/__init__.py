@@ -13,7 +13,7 @@ import torch
 from torch.nn.utils.rnn import pad_sequence
 
 from ...types import split_by
-from ..base import Reranker, budget_batches, tensor_digest
+from ..base import Reranker, budget_batches, tensor_digest, trimmed
 from .model import Interaction, MiceNetwork
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[2] / "models" / "mice-minilm-l6"
@@ -98,7 +98,7 @@ class MICE(Reranker):
         order = np.argsort([len(s) for s in seqs], kind="stable")
         budget = max_batch_tokens or self.batch_tokens
         out: list[torch.Tensor | None] = [None] * len(seqs)
-        for idx in budget_batches([len(seqs[i]) for i in order], budget):
+        for idx in trimmed(budget_batches([len(seqs[i]) for i in order], budget), self.device):
             rows = order[idx]
             width = len(seqs[rows[-1]])
             ids = np.zeros((len(rows), width), np.int64)
@@ -121,7 +121,7 @@ class MICE(Reranker):
         lengths = np.array([q_len[q] + len(docs[q][j]) for q, j in pairs], dtype=np.int64)
         order = np.argsort(lengths, kind="stable")
         values, positions = [], []
-        for idx in budget_batches(lengths[order], max_batch_tokens or self.batch_tokens):
+        for idx in trimmed(budget_batches(lengths[order], max_batch_tokens or self.batch_tokens), self.device):
             rows = order[idx]
             owners = torch.as_tensor([pairs[p][0] for p in rows], device=self.device)
             doc = pad_sequence([docs[pairs[p][0]][pairs[p][1]] for p in rows], batch_first=True)
