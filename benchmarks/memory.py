@@ -45,11 +45,12 @@ print(json.dumps({"loaded": loaded, "peak": peak, "tokens": int(sum(len(t) for t
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--items", type=int, nargs="+", default=[1000, 4000])
+    ap.add_argument("--families", nargs="+", default=["crossjem", "pointwise", "mice"])
     ap.add_argument("--corpus", type=Path, default=Path("../shared/datasets/trec-dl19/corpus.jsonl"))
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/memory.md"))
     args = ap.parse_args()
     rows = []
-    for family in ("crossjem", "pointwise", "mice"):
+    for family in args.families:
         for backend in ("torch", "onnx", "onnx-int8"):
             if backend != "torch":  # export (and quantize) in a run of its own: its peak is not scoring's
                 subprocess.run([sys.executable, "-c", CHILD, family, backend, "2", str(args.corpus)],
