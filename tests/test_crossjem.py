@@ -290,17 +290,20 @@ def test_refined_grouping_equals_the_plain_local_search_and_shrinks_unions(seed)
     assert size(got) <= size(group_candidates(items, capacity))
 
 
-def test_long_lists_are_grouped_chunk_by_chunk(monkeypatch):
-    from rerank_pipeline.rerankers.crossjem import packing
+def test_long_lists_are_packed_and_scored_chunk_by_chunk(crossjem, monkeypatch):
+    from rerank_pipeline.rerankers import crossjem as family
 
     rng = np.random.default_rng(7)
-    items = [rng.integers(1000, 1300, int(rng.integers(1, 12))) for _ in range(120)]
-    monkeypatch.setattr(packing, "GROUPING_CHUNK", 50)
-    got = pack([np.array([5, 6])], [items], 64, CLS, SEP)
-    assert sorted(np.concatenate([g.items for g in got]).tolist()) == list(range(120))
-    assert all(len({int(i) // 50 for i in g.items}) == 1 for g in got)  # no group spans two chunks
-    chunked = [g for start in (0, 50, 100) for g in pack([np.array([5, 6])], [items[start:start + 50]], 64, CLS, SEP)]
-    assert [g.input_ids.tolist() for g in got] == [g.input_ids.tolist() for g in chunked]
+    queries = [rng.integers(1000, 1100, 4) for _ in range(2)]
+    lists = [[rng.integers(1000, 1300, int(rng.integers(1, 12))) for _ in range(n)] for n in (120, 30)]
+    monkeypatch.setattr(family, "CHUNK_ITEMS", 50)
+    got = crossjem.score_ids(queries, lists)
+    monkeypatch.setattr(family, "CHUNK_ITEMS", 10_000)
+    want = [np.concatenate([crossjem.score_ids([q], [l[s:s + 50]])[0] for s in range(0, len(l), 50)])
+            for q, l in zip(queries, lists)]  # each chunk of 50 scored as a list of its own
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    assert not np.allclose(got[0], crossjem.score_ids(queries[:1], lists[:1])[0], atol=1e-5)  # chunks did differ
 
 
 @pytest.mark.parametrize("seed", range(8))

@@ -12,6 +12,7 @@ from .model import CrossJEMNetwork
 from .packing import batches, collate, pack
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[2] / "models" / "crossjem-minilm-l6"
+CHUNK_ITEMS = 1024  # candidates of one list packed together at most (grouping's tables grow with items x vocabulary)
 
 
 class CrossJEM(Reranker):
@@ -44,13 +45,16 @@ class CrossJEM(Reranker):
 
     def logits(self, query_ids: Sequence[np.ndarray], candidates: Sequence[Sequence[np.ndarray]],
                max_batch_tokens: int | None = None) -> list[torch.Tensor]:
-        groups = pack(query_ids, candidates, self.config["union_capacity"], self.tokenizer.cls_token_id,
-                      self.tokenizer.sep_token_id, self.config["refine_groups"])
+        """Lists longer than CHUNK_ITEMS are packed and encoded CHUNK_ITEMS items at a time (grouped within each
+        chunk), so what a call holds besides its input stays bounded however long the lists."""
         sizes = [len(c) for c in candidates]
         offsets = np.cumsum([0] + sizes[:-1])
         values, targets = [], []
-        for part in trimmed(batches(groups, max_batch_tokens or self.batch_tokens), self.device):
-            batch = collate(part, offsets).to(self.device)
-            values.append(self.network(batch).flatten()[batch.slot])
-            targets.append(batch.target)
+        for start in range(0, max(sizes, default=0), CHUNK_ITEMS):
+            groups = pack(query_ids, [c[start:start + CHUNK_ITEMS] for c in candidates], self.config["union_capacity"],
+                          self.tokenizer.cls_token_id, self.tokenizer.sep_token_id, self.config["refine_groups"])
+            for part in trimmed(batches(groups, max_batch_tokens or self.batch_tokens), self.device):
+                batch = collate(part, offsets + start).to(self.device)
+                values.append(self.network(batch).flatten()[batch.slot])
+                targets.append(batch.target)
         return self.per_query(values, targets, sizes)

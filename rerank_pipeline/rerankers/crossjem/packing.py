@@ -250,26 +250,18 @@ def _split_points(group_of: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return order, np.flatnonzero(np.diff(group_of[order])) + 1
 
 
-GROUPING_CHUNK = 1024  # items grouped together at most: grouping's token tables grow with items x vocabulary
-
-
 def pack(query_ids: Sequence[np.ndarray], candidates: Sequence[Sequence[np.ndarray]], capacity: int,
          cls_id: int, sep_id: int, refine: bool = False) -> list[Group]:
     """Every query's groups, each laid out as `[CLS] q [SEP] u_1 .. u_M` (u: the group's sorted union, Algorithm
     2) with, for each item, the union positions of its distinct tokens (Algorithm 1's pooling mask). Linear in the
-    candidates' tokens apart from the grouping itself; no per-group sorting. A list longer than GROUPING_CHUNK is
-    grouped chunk by chunk, so packing's memory stays bounded however long the list."""
-    groups = []
-    for q, (qids, items) in enumerate(zip(query_ids, candidates)):
-        for start in range(0, len(items), GROUPING_CHUNK):
-            groups += _pack_list(q, qids, items[start:start + GROUPING_CHUNK], start, capacity, cls_id, sep_id,
-                                 refine)
-    return groups
+    candidates' tokens apart from the grouping itself; no per-group sorting."""
+    return [g for q, (qids, items) in enumerate(zip(query_ids, candidates)) if len(items)
+            for g in _pack_list(q, qids, items, capacity, cls_id, sep_id, refine)]
 
 
-def _pack_list(q: int, qids: np.ndarray, items: Sequence[np.ndarray], first_item: int, capacity: int, cls_id: int,
-               sep_id: int, refine: bool) -> list[Group]:
-    """`pack` for one query's items (numbered from `first_item` in its list)."""
+def _pack_list(q: int, qids: np.ndarray, items: Sequence[np.ndarray], capacity: int, cls_id: int, sep_id: int,
+               refine: bool) -> list[Group]:
+    """`pack` for one query's items."""
     groups = []
     group_of, ptr, distinct, first_pos, vocab = _group_of(items, capacity, refine)
     n_groups = int(group_of.max()) + 1
@@ -286,7 +278,7 @@ def _pack_list(q: int, qids: np.ndarray, items: Sequence[np.ndarray], first_item
     for g, (members, e, r) in enumerate(zip(np.split(order, cuts), np.split(entry, entry_cuts),
                                             np.split(rows, entry_cuts))):
         union = vocab[union_codes[union_ptr[g]:union_ptr[g + 1]]]
-        groups.append(Group(q, members + first_item, np.concatenate([head, union]), n_query, r,
+        groups.append(Group(q, members, np.concatenate([head, union]), n_query, r,
                             union_index[e] + n_query, first_pos[e]))
     return groups
 
