@@ -170,7 +170,7 @@ def _refine_groups(ptr, codes, group_of, n_groups, n_tokens, capacity):  # pragm
     when that is fewer than the tokens only it holds in its own group (and the union still fits), until no move
     helps. Returns each item's group id, emptied groups dropped, the rest in order."""
     n = len(ptr) - 1
-    count = np.zeros((n_groups, max(n_tokens, 1)), np.int16)  # items of group g holding token t (<= GROUPING_CHUNK)
+    count = np.zeros((n_groups, max(n_tokens, 1)), np.int32)  # items of group g holding token t
     union = np.zeros(n_groups, np.int64)
     members = np.zeros(n_groups, np.int64)
     for i in range(n):
