@@ -291,14 +291,12 @@ def test_refined_grouping_equals_the_plain_local_search_and_shrinks_unions(seed)
 
 
 def test_long_lists_are_packed_and_scored_chunk_by_chunk(crossjem, monkeypatch):
-    from rerank_pipeline.rerankers import crossjem as family
-
     rng = np.random.default_rng(7)
     queries = [rng.integers(1000, 1100, 4) for _ in range(2)]
     lists = [[rng.integers(1000, 1300, int(rng.integers(1, 12))) for _ in range(n)] for n in (120, 30)]
-    monkeypatch.setattr(family, "CHUNK_ITEMS", 50)
+    monkeypatch.setattr(crossjem, "chunk_items", 50)
     got = crossjem.score_ids(queries, lists)
-    monkeypatch.setattr(family, "CHUNK_ITEMS", 10_000)
+    monkeypatch.setattr(crossjem, "chunk_items", 10_000)
     want = [np.concatenate([crossjem.score_ids([q], [l[s:s + 50]])[0] for s in range(0, len(l), 50)])
             for q, l in zip(queries, lists)]  # each chunk of 50 scored as a list of its own
     for a, b in zip(got, want):

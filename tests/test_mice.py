@@ -232,3 +232,16 @@ def test_update_recomputes_states_with_the_same_model(mice_dir, tmp_path):
         got = model.transform({"q": "osaka food"}, run)
     assert [h.docid for h in got["q"]] == ["n1"]
     assert len(DocumentStates.beside(updated.docstore).offsets) == len(updated.docstore) + 1
+
+
+def test_documents_on_the_fly_chunk_by_chunk_score_the_same(mice_dir):
+    """A pair's MICE score does not depend on the rest of its list, so computing document states a chunk at a time
+    (bounded memory on long lists) changes nothing."""
+    model = MICE.load(mice_dir, "cpu")
+    rng = np.random.default_rng(4)
+    queries = [rng.integers(1000, 2000, 5) for _ in range(2)]
+    lists = [[rng.integers(1000, 3000, int(rng.integers(2, 20))) for _ in range(n)] for n in (10, 4)]
+    whole = model.score_ids(queries, lists)
+    model.chunk_items = 3
+    for a, b in zip(model.score_ids(queries, lists), whole):
+        np.testing.assert_allclose(a, b, atol=1e-5)

@@ -39,6 +39,9 @@ class Reranker(Stage):
     kind: str = "reranker"
     defaults: dict[str, Any] = {}
     cpu_backend = "torch"  # what backend 'auto' runs on the CPU (onnx.resolve)
+    # Candidates of one list handled together at most, where a family holds more than a batch of them at once
+    # (CROSS-JEM's packing, MICE's document states): a call's memory then stays bounded however long the lists.
+    chunk_items = 1024
 
     def __init__(self, network: torch.nn.Module, tokenizer, config: dict[str, Any], device: str | None = None):
         self.network, self.tokenizer = network, tokenizer

@@ -12,7 +12,6 @@ from .model import CrossJEMNetwork
 from .packing import batches, collate, pack
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[2] / "models" / "crossjem-minilm-l6"
-CHUNK_ITEMS = 1024  # candidates of one list packed together at most (grouping's tables grow with items x vocabulary)
 
 
 class CrossJEM(Reranker):
@@ -45,13 +44,14 @@ class CrossJEM(Reranker):
 
     def logits(self, query_ids: Sequence[np.ndarray], candidates: Sequence[Sequence[np.ndarray]],
                max_batch_tokens: int | None = None) -> list[torch.Tensor]:
-        """Lists longer than CHUNK_ITEMS are packed and encoded CHUNK_ITEMS items at a time (grouped within each
-        chunk), so what a call holds besides its input stays bounded however long the lists."""
+        """Lists longer than `chunk_items` are packed (grouped) and encoded that many candidates at a time: the
+        grouping's tables grow with items x vocabulary."""
         sizes = [len(c) for c in candidates]
         offsets = np.cumsum([0] + sizes[:-1])
         values, targets = [], []
-        for start in range(0, max(sizes, default=0), CHUNK_ITEMS):
-            groups = pack(query_ids, [c[start:start + CHUNK_ITEMS] for c in candidates], self.config["union_capacity"],
+        step = self.chunk_items
+        for start in range(0, max(sizes, default=0), step):
+            groups = pack(query_ids, [c[start:start + step] for c in candidates], self.config["union_capacity"],
                           self.tokenizer.cls_token_id, self.tokenizer.sep_token_id, self.config["refine_groups"])
             for part in trimmed(batches(groups, max_batch_tokens or self.batch_tokens), self.device):
                 batch = collate(part, offsets + start).to(self.device)

@@ -135,10 +135,17 @@ class MICE(Reranker):
 
     def logits(self, query_ids: Sequence[np.ndarray], candidates: Sequence[Sequence[np.ndarray]],
                max_batch_tokens: int | None = None) -> list[torch.Tensor]:
-        """Both sides computed here (training, and reranking without stored states)."""
+        """Both sides computed here (training, and reranking without stored states); documents `chunk_items` of a
+        list at a time, so their layer-m states are held for one chunk, not the whole list."""
         q_states, q_mask = self.query_states(query_ids)
-        flat = self.document_states([t for c in candidates for t in c], max_batch_tokens)
-        return self.interact(q_states, q_mask, split_by(flat, map(len, candidates)), max_batch_tokens)
+        per_query: list[list[torch.Tensor]] = [[] for _ in candidates]
+        for start in range(0, max(map(len, candidates), default=0), self.chunk_items):
+            chunk = [c[start:start + self.chunk_items] for c in candidates]
+            flat = self.document_states([t for c in chunk for t in c], max_batch_tokens)
+            for scores, part in zip(per_query, self.interact(q_states, q_mask, split_by(flat, map(len, chunk)),
+                                                             max_batch_tokens)):
+                scores.append(part)
+        return [torch.cat(s) if s else torch.zeros(0, device=self.device) for s in per_query]
 
     # ---- stored document states --------------------------------------------------------------------------------
     @cached_property
