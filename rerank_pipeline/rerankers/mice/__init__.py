@@ -29,6 +29,7 @@ class MICE(Reranker):
         "max_batch_tokens": 16384,
     }
     _warned = False  # the on-the-fly warning is given once per model
+    chunk_items = 256  # documents whose states are held at once on the fly: 256 x 129 tokens x 384 floats = 50 MiB
 
     def onnx_parts(self):
         """Two graphs: the bottom layers (query and document sides, with their own positions) and the interaction
@@ -141,10 +142,10 @@ class MICE(Reranker):
         per_query: list[list[torch.Tensor]] = [[] for _ in candidates]
         for start in range(0, max(map(len, candidates), default=0), self.chunk_items):
             chunk = [c[start:start + self.chunk_items] for c in candidates]
-            flat = self.document_states([t for c in chunk for t in c], max_batch_tokens)
-            for scores, part in zip(per_query, self.interact(q_states, q_mask, split_by(flat, map(len, chunk)),
-                                                             max_batch_tokens)):
+            states = split_by(self.document_states([t for c in chunk for t in c], max_batch_tokens), map(len, chunk))
+            for scores, part in zip(per_query, self.interact(q_states, q_mask, states, max_batch_tokens)):
                 scores.append(part)
+            del states  # before the next chunk's are computed: one chunk's states at a time
         return [torch.cat(s) if s else torch.zeros(0, device=self.device) for s in per_query]
 
     # ---- stored document states --------------------------------------------------------------------------------
