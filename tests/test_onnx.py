@@ -146,8 +146,11 @@ def test_auto_runs_crossjem_on_int8_on_the_cpu_and_the_rest_on_torch(models, mon
     assert onnx_backend.resolve(on_gpu, "auto") == "torch"
 
 
-def test_a_server_defaults_to_auto_where_the_config_names_no_backend(models, demo_index, tmp_path):
+def test_a_server_defaults_to_auto_where_the_config_names_no_backend(models, demo_index, tmp_path, monkeypatch):
+    from rerank_pipeline.retrievers import dense
     from rerank_pipeline.serving.deploy import SERVING_BACKEND, ServerSpec, build_app
+
+    monkeypatch.setattr(dense, "_query_runtime", {"backend": "torch"})  # build_app sets it process-wide
 
     reranker = {"type": "crossjem", "model": str(models["crossjem"])}
     configs = {}
@@ -165,6 +168,9 @@ def test_a_server_defaults_to_auto_where_the_config_names_no_backend(models, dem
     assert served_backend(configs["plain"]) == ("onnx-int8", "onnx-int8")
     assert served_backend(configs["torch"]) == ("torch", "onnx-int8")  # the config's own choice is kept
     assert served_backend(configs["plain"], "torch") == ("torch", "torch")  # --backend overrides both
+    assert dense._query_runtime["backend"] == "torch"  # ... and the query encoder's
+    served_backend(configs["plain"])
+    assert dense._query_runtime["backend"] == "onnx"
 
 
 def test_queries_encode_the_same_on_onnx_and_are_remembered_within_a_bound(monkeypatch):
@@ -173,11 +179,9 @@ def test_queries_encode_the_same_on_onnx_and_are_remembered_within_a_bound(monke
     texts = ["patagonia japan", "a longer query about tents for winter camping in the alps", "patagonia japan"]
     expected = dense.encode(texts)
     monkeypatch.setattr(dense, "_queries", type(dense._queries)())
-    try:
-        assert dense.use_query_backend("auto") == "onnx"
-        got = dense.encode_queries(texts)
-    finally:
-        dense.use_query_backend("torch")
+    monkeypatch.setattr(dense, "_query_runtime", {"backend": "torch"})
+    assert dense.use_query_backend("auto") == "onnx"
+    got = dense.encode_queries(texts)
     np.testing.assert_allclose(got, expected, atol=1e-5)
     real_encode = dense.encode
     monkeypatch.setattr(dense, "encode", lambda *a, **k: pytest.fail("encoded a remembered query again"))
