@@ -168,6 +168,7 @@ def run_bench(sizes: Sequence[int] = (100, 700), queries: int = 5, repeats: int 
             float(np.mean([len(x.input_ids) - x.n_query for g in groups for x in g])),
             float(np.mean([len(t) for c in items for t in c])),
             float(np.mean([sum(len(x.input_ids) for x in g) for g in groups])),
-            float(np.mean([sum(len(q) + len(t) + 3 for t in pointwise.truncate_items(c)) for q, c in zip(q_ids, items)])),
+            float(np.mean([sum(len(pointwise.pair_input(q, t)[0]) for t in pointwise.truncate_items(c))
+                           for q, c in zip(q_ids, items)])),
         ))
     return rows

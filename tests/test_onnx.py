@@ -142,7 +142,7 @@ def test_auto_runs_crossjem_on_int8_on_the_cpu_and_the_rest_on_torch(models, mon
     assert Reranker.load(models["pointwise"], backend="auto").backend == "torch"  # int8 quality not measured there
     monkeypatch.setattr(onnx_backend, "onnx_installed", lambda: False)
     assert Reranker.load(models["crossjem"], backend="auto").backend == "torch"  # without the extra: no error
-    on_gpu = type("R", (), {"device": "cuda", "cpu_backend": "onnx-int8", "onnx_parts": lambda self: ["a part"]})()
+    on_gpu = type("R", (), {"device": "cuda", "cpu_backend": "onnx-int8"})()
     assert onnx_backend.resolve(on_gpu, "auto") == "torch"
 
 

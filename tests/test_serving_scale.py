@@ -11,7 +11,6 @@ from conftest import patagonia_in_japan
 from test_serving import Server
 
 
-
 def clicked_rows(url: str) -> list[tuple[str, str]]:
     log = open_click_log(url)
     try:

@@ -38,7 +38,7 @@ class Reranker(Stage):
 
     kind: str = "reranker"
     defaults: dict[str, Any] = {}
-    cpu_backend = "torch"  # what backend 'auto' runs on the CPU (onnx.resolve)
+    cpu_backend = "torch"  # what backend 'auto' runs on the CPU (onnx.resolve); set only where onnx_parts exist
     # Candidates of one list handled together at most, where a family holds more than a batch of them at once
     # (CROSS-JEM's packing, MICE's document states): a call's memory then stays bounded however long the lists.
     chunk_items = 1024
@@ -63,6 +63,11 @@ class Reranker(Stage):
         path = resolve_encoder(encoder)
         config = {**cls.defaults, **config}
         return cls(cls.build_network(load_encoder(path), config), load_tokenizer(path), config, device)
+
+    def list_chunks(self, candidates: Sequence[Sequence[np.ndarray]]):
+        """(start, every list's candidates start .. start + chunk_items) until the longest list is covered."""
+        for start in range(0, max(map(len, candidates), default=0), self.chunk_items):
+            yield start, [c[start:start + self.chunk_items] for c in candidates]
 
     @property
     def batch_tokens(self) -> int:

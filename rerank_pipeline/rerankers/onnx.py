@@ -181,7 +181,7 @@ def resolve(reranker, backend: str) -> str:
     (one whose quality was measured equal to torch's: the shipped CROSS-JEM on onnx-int8), torch otherwise."""
     if backend != "auto":
         return backend
-    on_cpu = reranker.device.startswith("cpu") and bool(reranker.onnx_parts())
+    on_cpu = reranker.device.startswith("cpu")
     return reranker.cpu_backend if on_cpu and reranker.cpu_backend != "torch" and onnx_installed() else "torch"
 
 

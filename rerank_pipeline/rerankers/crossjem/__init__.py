@@ -49,10 +49,9 @@ class CrossJEM(Reranker):
         sizes = [len(c) for c in candidates]
         offsets = np.cumsum([0] + sizes[:-1])
         values, targets = [], []
-        step = self.chunk_items
-        for start in range(0, max(sizes, default=0), step):
-            groups = pack(query_ids, [c[start:start + step] for c in candidates], self.config["union_capacity"],
-                          self.tokenizer.cls_token_id, self.tokenizer.sep_token_id, self.config["refine_groups"])
+        for start, chunk in self.list_chunks(candidates):
+            groups = pack(query_ids, chunk, self.config["union_capacity"], self.tokenizer.cls_token_id,
+                          self.tokenizer.sep_token_id, self.config["refine_groups"])
             for part in trimmed(batches(groups, max_batch_tokens or self.batch_tokens), self.device):
                 batch = collate(part, offsets + start).to(self.device)
                 values.append(self.network(batch).flatten()[batch.slot])

@@ -140,8 +140,7 @@ class MICE(Reranker):
         list at a time, so their layer-m states are held for one chunk, not the whole list."""
         q_states, q_mask = self.query_states(query_ids)
         per_query: list[list[torch.Tensor]] = [[] for _ in candidates]
-        for start in range(0, max(map(len, candidates), default=0), self.chunk_items):
-            chunk = [c[start:start + self.chunk_items] for c in candidates]
+        for _, chunk in self.list_chunks(candidates):
             states = split_by(self.document_states([t for c in chunk for t in c], max_batch_tokens), map(len, chunk))
             for scores, part in zip(per_query, self.interact(q_states, q_mask, states, max_batch_tokens)):
                 scores.append(part)
