@@ -24,6 +24,7 @@ class LossName(str, Enum):
     ce = "ce"
     bce = "bce"
     margin_mse = "margin-mse"
+    kl = "kl"
 
 
 @app.command()
@@ -34,10 +35,13 @@ def train(
     split: str = typer.Option("train", "--split", help="Training split."),
     dev_split: Optional[str] = typer.Option("dev", "--dev-split", help="Dev split evaluated each epoch ('' for none; held out of train where a set has no dev)."),
     dev_data: List[Path] = typer.Option([], "--dev-data", help="Dataset dirs for the dev split (default: the --data dirs)."),
-    loss: LossName = typer.Option(LossName.rpl, "--loss", help="rpl (Eq. 2), rpl-inclusive, listnet, ce (softmax CE), bce, margin-mse (MICE)."),
-    teacher: Optional[Path] = typer.Option(None, "--teacher", help="Model dir whose scores become the targets (distillation); MICE is also cut from it."),
+    loss: LossName = typer.Option(LossName.rpl, "--loss", help="rpl (Eq. 2), rpl-inclusive, listnet, ce (softmax CE), bce, margin-mse (MICE), kl (listwise distillation)."),
+    teacher: Optional[Path] = typer.Option(None, "--teacher", help="Model whose scores become the targets (distillation): 'ms-marco-minilm-l12' (packaged) or a model dir; MICE is also cut from a pointwise one."),
+    teacher_cache: Optional[Path] = typer.Option(None, "--teacher-cache", help="SQLite store of the teacher's scores, each pair computed once (default: in the user cache dir)."),
     label_mix: float = typer.Option(0.0, "--label-mix", min=0.0, max=1.0, help="With --teacher: targets (1-m)*teacher + m*labels."),
-    encoder: Optional[str] = typer.Option(None, "--encoder", help="Local encoder dir to start from (default all-MiniLM-L6-v2)."),
+    temperature: float = typer.Option(1.0, "--temperature", min=0.05, help="--loss kl: softmax temperature of teacher and student."),
+    encoder: Optional[str] = typer.Option(None, "--encoder", help="Encoder to start from: a local dir or a packaged model ('ms-marco-minilm-l12', 'bge-small-en-v1.5'); default all-MiniLM-L6-v2."),
+    layers: Optional[int] = typer.Option(None, "--layers", min=1, help="Keep this many of the encoder's layers, evenly spaced (a 6-layer student of a 12-layer teacher)."),
     init: Optional[str] = typer.Option(None, "--init", help="Fine-tune a trained model: 'default' (the shipped one) or a model dir; keeps its feature weights unless --combine is given."),
     combine: Optional[str] = typer.Option(None, "--combine", help="Train as the residual of a feature combination, e.g. 'bm25=0.3,dense=0.7' (needs --index-dir lists)."),
     epochs: int = typer.Option(3, "--epochs", min=1),
@@ -65,7 +69,7 @@ def train(
     resume: bool = typer.Option(False, "--resume", help="Continue from OUTPUT/checkpoint."),
 ) -> None:
     """Train a CROSS-JEM, pointwise or MICE reranker; the best dev epoch is saved to OUTPUT as safetensors."""
-    from rerank_pipeline.rerankers import MICE, RERANKERS, Reranker
+    from rerank_pipeline.rerankers import MICE, RERANKERS
     from rerank_pipeline.training import ListSpec, TrainConfig, load_many
     from rerank_pipeline.training import train as run_training
 
@@ -88,19 +92,29 @@ def train(
         elif model == ModelKind.mice:
             net = MICE.from_teacher(teacher, merge_layer=merge_layer, depth=depth, **extra)
         else:
-            net = RERANKERS[model.value].from_encoder(encoder, **extra)
+            net = RERANKERS[model.value].from_encoder(encoder, layers=layers, **extra)
         residual = {"weights": weights} if weights else net.config.get("combine")
         cfg = TrainConfig(loss=loss.value, epochs=epochs, lr=lr, lists_per_step=lists_per_step, grad_accum=grad_accum,
                           list_size=list_size, seed=seed, patience=patience, lists_per_epoch=lists_per_epoch,
-                          mix_temperature=mix_temperature, label_mix=label_mix, combine=residual,
+                          mix_temperature=mix_temperature, label_mix=label_mix, temperature=temperature,
+                          combine=residual,
                           max_seconds=60 * max_minutes if max_minutes else None)
         state = run_training(net, train_lists, dev_lists, cfg, output, resume=resume, fp16=fp16,
                              log=lambda m: console.print(m, highlight=False),
-                             teacher=Reranker.load(teacher) if teacher is not None else None)
+                             teacher=cached_teacher(teacher, teacher_cache) if teacher is not None else None)
     except known_errors() as e:
         fail(str(e))
     console.print(render.training(state, f"training {model.value} ({loss.value}) -> {output}"))
     console.print(f"best epoch {state['best_epoch']} ({state['config']['select_by']} {state['best']:.4f}) saved to {output}")
+
+
+def cached_teacher(teacher: Path, store: Path | None):
+    """The teacher on its fastest CPU backend of equal quality, its scores kept in `store` (default: the cache)."""
+    from rerank_pipeline.files import cache_root
+    from rerank_pipeline.rerankers import Reranker
+    from rerank_pipeline.training import CachedTeacher
+
+    return CachedTeacher(Reranker.load(teacher, backend="auto"), store or cache_root() / "teacher-scores.sqlite")
 
 
 def parse_weights(text: str) -> dict[str, float]:
@@ -119,7 +133,8 @@ def parse_weights(text: str) -> dict[str, float]:
 def distill(
     data: List[Path] = typer.Option(..., "--data", help="BEIR-layout dataset dir or lists jsonl; repeatable."),
     output: Path = typer.Option(..., "--output", "-o", help="Lists jsonl (.gz: compressed) to write, with teacher scores if --teacher."),
-    teacher: Optional[Path] = typer.Option(None, "--teacher", help="Teacher model dir; without one the lists are exported as they are."),
+    teacher: Optional[Path] = typer.Option(None, "--teacher", help="Teacher: 'ms-marco-minilm-l12' (packaged) or a model dir; without one the lists are exported as they are."),
+    teacher_cache: Optional[Path] = typer.Option(None, "--teacher-cache", help="SQLite store of the teacher's scores (default: in the user cache dir)."),
     max_chars: Optional[int] = typer.Option(None, "--max-chars", min=16, help="Cut candidate texts to this many characters."),
     split: str = typer.Option("train", "--split"),
     index_dir: Optional[Path] = typer.Option(None, "--index-dir", help="Dataset indexes for BM25/dense candidates."),
@@ -131,14 +146,13 @@ def distill(
 ) -> None:
     """Write training lists as jsonl, scored by a teacher when given (distil once, train many times; or carry the
     lists to a machine without the datasets)."""
-    from rerank_pipeline.rerankers import Reranker
     from rerank_pipeline.training import ListSpec, load_many, teacher_scores, write_lists_jsonl
 
     try:
         lists = load_many(data, split, ListSpec(given_k=given_k, bm25_k=bm25_k, dense_k=dense_k, max_lists=max_lists),
                           index_dir, dense)
         if teacher is not None:
-            teacher_scores(Reranker.load(teacher), lists)
+            teacher_scores(cached_teacher(teacher, teacher_cache), lists)
         write_lists_jsonl(lists, output, max_chars)
     except known_errors() as e:
         fail(str(e))

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .pretrained import hf_directory, packaged_name
+
 # Models come from local packages; never reach for the hub, and keep weight-loading bars out of CLI output.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
@@ -24,9 +26,14 @@ def default_encoder_path() -> str:
 
 
 def resolve_encoder(name_or_path: str | None) -> str:
-    """`None`, 'default' or the hub name map to the packaged model; anything else must be a local directory."""
+    """`None`, 'default' or the hub name map to the packaged all-MiniLM-L6-v2; a model packaged on PyPI
+    (pretrained.py: 'bge-small-en-v1.5', 'ms-marco-minilm-l12') to its unpacked directory; anything else must be a
+    local directory."""
     if name_or_path in (None, "default", DEFAULT_ENCODER_NAME, "all-MiniLM-L6-v2"):
         return default_encoder_path()
+    packaged = packaged_name(name_or_path)
+    if packaged is not None:
+        return str(hf_directory(packaged))
     if not Path(name_or_path).is_dir():
         raise FileNotFoundError(f"encoder '{name_or_path}' is not a local model directory (hub downloads are not used)")
     return str(name_or_path)

@@ -130,7 +130,7 @@ def test_stale_index_is_reported(tmp_path):
 def test_a_build_killed_between_its_two_renames_leaves_a_readable_index(tmp_path):
     """The swap parks the old index at .NAME.old, then renames the new one in; a kill in between must not lose
     the index: Index.open serves the parked copy, and the next build replaces it."""
-    from rerank_pipeline.index.store import previous_version_path
+    from rerank_pipeline.files import previous_version_path
 
     corpus = write_jsonl(tmp_path / "c.jsonl", [{"id": "a", "text": "red shoes"}, {"id": "b", "text": "blue hat"}])
     idx, _ = build_index(corpus, "x", tmp_path / "ix", dense=False, show_progress=False)

@@ -20,7 +20,8 @@ from ..encoders import DEFAULT_ENCODER_NAME, default_encoder_path, load_tokenize
 from ..io.records import read_records
 from .docstore import write_docstore
 from .progress import progress_bars
-from .store import DEFAULT_INDEX_DIR, FORMAT_VERSION, MANIFEST, Index, swap_into_place, write_manifest
+from ..files import swap_into_place
+from .store import DEFAULT_INDEX_DIR, FORMAT_VERSION, MANIFEST, Index, write_manifest
 
 ENCODE_CHUNK = 4096
 SKIPPED_REPORT = "skipped.tsv"

@@ -90,7 +90,8 @@ def add_document_states(index, model, show_progress: bool = True):
     """Store `model`'s document states in an existing index, atomically: computed in `.mice.build-FINGERPRINT`
     inside the index (resumable), then renamed to `mice/` and recorded in the manifest."""
     from .progress import progress_bars
-    from .store import Index, swap_into_place, write_manifest
+    from ..files import swap_into_place
+    from .store import Index, write_manifest
 
     work = index.path / f".{STATES_DIR}.build-{model.states_fingerprint}"
     for stale in index.path.glob(f".{STATES_DIR}.build-*"):

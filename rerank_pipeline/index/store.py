@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import json
-import shutil
 import sqlite3
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
+
+from ..files import previous_version_path
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -26,27 +27,11 @@ def resolve_index_path(name_or_path: str | Path, index_dir: str | Path | None = 
     return Path(index_dir or DEFAULT_INDEX_DIR) / name_or_path
 
 
-def previous_version_path(path: Path) -> Path:
-    """Where a build parks the index it replaces while it swaps the new one in."""
-    return path.with_name(f".{path.name}.old")
-
-
 def write_manifest(path: Path, manifest: dict) -> None:
     """Replace an index's manifest atomically (written aside, then renamed)."""
     tmp = path / (MANIFEST + ".tmp")
     tmp.write_text(json.dumps(manifest, indent=2))
     tmp.replace(path / MANIFEST)
-
-
-def swap_into_place(work: Path, target: Path) -> None:
-    """Two renames: target -> `.NAME.old`, work -> target. A kill between them leaves no target but a complete
-    `.NAME.old`, which `Index.open` serves (and the next build replaces). Also used for parts inside an index."""
-    old = previous_version_path(target)
-    if target.exists():
-        shutil.rmtree(old, ignore_errors=True)  # a stale copy from an earlier interrupted swap
-        target.rename(old)
-    work.rename(target)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 class Index:

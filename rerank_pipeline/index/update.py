@@ -22,7 +22,8 @@ from ..encoders import load_tokenizer, resolve_encoder
 from ..io.records import read_records
 from .docstore import write_docstore
 from .progress import progress_bars
-from .store import MANIFEST, Index, swap_into_place
+from ..files import swap_into_place
+from .store import MANIFEST, Index
 
 
 def read_id_list(spec: str) -> list[str]:

@@ -3,6 +3,7 @@ import json
 from typing import Any
 
 from .base import Reranker
+from .cross_encoder import OnnxCrossEncoder
 from .crossjem import DEFAULT_MODEL_DIR, CrossJEM
 from .hf import HFCrossEncoder
 from .llm import LLMReranker
@@ -10,7 +11,8 @@ from .mice import MICE
 from .pointwise import PointwiseCrossEncoder
 
 RERANKERS: dict[str, type[Reranker]] = {"crossjem": CrossJEM, "pointwise": PointwiseCrossEncoder, "mice": MICE,
-                                       "hf-cross-encoder": HFCrossEncoder, "llm-reranker": LLMReranker}
+                                       "hf-cross-encoder": HFCrossEncoder, "llm-reranker": LLMReranker,
+                                       "cross-encoder": OnnxCrossEncoder}
 
 
 def _shipped_reranker_config() -> dict[str, Any] | None:
@@ -32,6 +34,7 @@ def load_reranker(spec: dict[str, Any]) -> Reranker:
     return (RERANKERS[spec["type"]] if "type" in spec else Reranker).from_spec(spec)
 
 
-__all__ = ["Reranker", "CrossJEM", "PointwiseCrossEncoder", "MICE", "HFCrossEncoder", "LLMReranker", "RERANKERS",
+__all__ = ["Reranker", "CrossJEM", "PointwiseCrossEncoder", "MICE", "HFCrossEncoder", "LLMReranker", "OnnxCrossEncoder",
+           "RERANKERS",
            "load_reranker",
            "DEFAULT_MODEL_DIR"]

@@ -33,6 +33,18 @@ def load_encoder(path: str, pretrained: bool = True):
                                  attn_implementation="sdpa")
 
 
+def keep_layers(encoder: torch.nn.Module, layers: int | None) -> torch.nn.Module:
+    """`encoder` cut to `layers` transformer layers, evenly spaced from its first to its last (12 -> 6 keeps
+    0, 2, 4, 7, 9, 11), its config saying so; unchanged when `layers` is None or not fewer than it has."""
+    stack = encoder.encoder.layer
+    if layers is None or layers >= len(stack):
+        return encoder
+    keep = np.linspace(0, len(stack) - 1, layers).round().astype(int)
+    encoder.encoder.layer = torch.nn.ModuleList([stack[i] for i in keep])
+    encoder.config.num_hidden_layers = layers
+    return encoder
+
+
 class Reranker(Stage):
     """Rescores each query's candidates. Subclasses implement `logits` (differentiable, used by training too)."""
 
@@ -58,11 +70,15 @@ class Reranker(Stage):
         raise NotImplementedError
 
     @classmethod
-    def from_encoder(cls, encoder: str | None = None, device: str | None = None, **config) -> "Reranker":
-        """A fresh (untrained head) reranker over a pretrained encoder: all-MiniLM-L6-v2 unless a local dir is given."""
+    def from_encoder(cls, encoder: str | None = None, device: str | None = None, layers: int | None = None,
+                     **config) -> "Reranker":
+        """A fresh (untrained head) reranker over a pretrained encoder: all-MiniLM-L6-v2 unless another is named
+        (a local dir, or a packaged model such as the MS MARCO teacher 'ms-marco-minilm-l12'); `layers` keeps that
+        many of its layers, evenly spaced from the first to the last (a 6-layer student of a 12-layer teacher)."""
         path = resolve_encoder(encoder)
         config = {**cls.defaults, **config}
-        return cls(cls.build_network(load_encoder(path), config), load_tokenizer(path), config, device)
+        encoder_module = keep_layers(load_encoder(path), layers)
+        return cls(cls.build_network(encoder_module, config), load_tokenizer(path), config, device)
 
     def list_chunks(self, candidates: Sequence[Sequence[np.ndarray]]):
         """(start, every list's candidates start .. start + chunk_items) until the longest list is covered."""
@@ -94,6 +110,8 @@ class Reranker(Stage):
         path = Path(path)
         foreign = RERANKERS["hf-cross-encoder"]  # any Hugging Face cross-encoder: a directory, or a Hub id if allowed
         if cls is Reranker and not (path / CONFIG_FILE).is_file():
+            if RERANKERS["cross-encoder"].recognizes(path):  # a packaged model's name or an ONNX graph directory
+                return RERANKERS["cross-encoder"].load(path, device, backend)
             if RERANKERS["llm-reranker"].recognizes(path):  # a causal LM scoring yes/no (llm.py)
                 return RERANKERS["llm-reranker"].load(path, device, backend)
             if foreign.recognizes(path) or not path.exists():

@@ -10,7 +10,6 @@ works the same. The first use exports (seconds) and quantizes; later loads reuse
 """
 from __future__ import annotations
 
-import os
 import shutil
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,7 +20,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from .. import files
 from ..extras import require
+from ..files import fresh_work_dir, publish
 
 BACKENDS = ("torch", "onnx", "onnx-int8", "auto")  # auto: each family's `cpu_backend` on the CPU, see resolve
 FILES = {"onnx": "model.onnx", "onnx-int8": "model.int8.onnx"}
@@ -29,7 +30,7 @@ TEXT_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
 def cache_root() -> Path:
-    return Path(os.environ.get("RERANK_CACHE", Path.home() / ".cache" / "rerank-pipeline")) / "onnx"
+    return files.cache_root() / "onnx"
 
 
 def _require_onnxruntime():
@@ -120,14 +121,10 @@ def cached_model(part: OnnxPart, fingerprint: str, backend: str) -> Path:
     """The ONNX file of `backend` for these weights, exported (and quantized) on first use. Written into a fresh
     directory renamed into place, so a killed export leaves nothing half-written to load; when processes export at
     once (server replicas starting together), the first to finish wins and the others use its files."""
-    from ..index.store import swap_into_place
-
     target = cache_root() / fingerprint
     if (target / FILES[backend]).is_file():
         return target / FILES[backend]
-    work = target.with_name(f".{fingerprint}.{os.getpid()}.tmp")
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
+    work = fresh_work_dir(target)
     with _quiet():
         if (target / FILES["onnx"]).is_file():
             shutil.copy(target / FILES["onnx"], work / FILES["onnx"])
@@ -135,10 +132,7 @@ def cached_model(part: OnnxPart, fingerprint: str, backend: str) -> Path:
             export(part, work / FILES["onnx"])
         if backend == "onnx-int8":
             quantize(work / FILES["onnx"], work / FILES["onnx-int8"])
-    if (target / FILES[backend]).is_file():
-        shutil.rmtree(work)
-    else:
-        swap_into_place(work, target)
+    publish(work, target, FILES[backend])
     return target / FILES[backend]
 
 
@@ -148,25 +142,42 @@ class OnnxModule(nn.Module):
 
     def __init__(self, path: Path, part: OnnxPart):
         super().__init__()
-        ort = _require_onnxruntime()
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = torch.get_num_threads()
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        # Idle ONNX Runtime threads spin by default, taking the cores from torch's (the dense query encoder, the
-        # pooling) between runs: on 2 cores a demo search went from 57 to 35 ms without it, long lists no slower.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.session = session(path)
         self.inputs, self.output, self.path = part.inputs, part.output, path
         self.config = getattr(part.module, "config", None)
         self.dtypes = {k: np.bool_ if v.dtype == torch.bool else np.float32 if v.is_floating_point() else np.int64
                        for k, v in part.example.items()}
+
+    @classmethod
+    def from_graph(cls, path: Path) -> "OnnxModule":
+        """A whole ONNX graph taking integer token inputs (a cross-encoder as published), its first output read
+        under the graph's own name."""
+        module = cls.__new__(cls)
+        nn.Module.__init__(module)
+        module.session, module.path, module.config = session(path), path, None
+        module.inputs = tuple(i.name for i in module.session.get_inputs())
+        module.output = module.session.get_outputs()[0].name
+        module.dtypes = {k: np.int64 for k in module.inputs}
+        return module
 
     def forward(self, *args, **tensors):
         tensors.update(zip(self.inputs, args))
         feeds = {k: np.ascontiguousarray(tensors[k].detach().cpu().numpy(), dtype=self.dtypes[k]) for k in self.inputs}
         out = torch.from_numpy(self.session.run(None, feeds)[0])
         return out if self.output is None else SimpleNamespace(**{self.output: out})
+
+
+def session(path: Path):
+    """An ONNX Runtime CPU session on torch's thread count that does not spin between runs."""
+    ort = _require_onnxruntime()
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    # Idle ONNX Runtime threads spin by default, taking the cores from torch's (the dense query encoder, the
+    # pooling) between runs: on 2 cores a demo search went from 57 to 35 ms without it, long lists no slower.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def onnx_installed() -> bool:

@@ -173,7 +173,7 @@ def fit_axn(index, reranker, queries: Sequence[str] | None = None, pseudo: int =
     sampled from document text."""
     from tqdm.auto import tqdm
 
-    from ..index.store import swap_into_place
+    from ..files import swap_into_place
     from .dense import build_faiss, encode, write_faiss
 
     if "dense" not in index.stages:

@@ -13,6 +13,7 @@ import random
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -24,6 +25,7 @@ from ..rerankers.base import Reranker
 from ..rerankers.combine import FEATURES, combine_scores, weight_vector
 from .data import RankingList, qrels_of
 from .losses import LOSSES, NEG
+from .teacher import CachedTeacher
 
 DEV_MEASURES = ("AP", "RR", "nDCG@10")
 
@@ -43,6 +45,7 @@ class TrainConfig:
     select_by: str = "nDCG@10"
     targets: str = "auto"        # labels | teacher | auto (teacher when present)
     label_mix: float = 0.0       # with teacher targets: (1 - m) * teacher + m * labels (distillation plus labels)
+    temperature: float = 1.0     # the kl loss: both score lists divided by it before the softmax
     lists_per_epoch: int | None = None  # None: as many as there are lists
     mix_temperature: float = 0.5  # set s gets a share of each epoch proportional to n_s ** T (1 = as the data is)
     max_grade: dict = field(default_factory=dict)  # per source, from the data: labels / max_grade -> [0, 1]
@@ -62,10 +65,14 @@ def score_lists(model: Reranker, lists: list[RankingList], show_progress: bool =
     return scores
 
 
-def teacher_scores(teacher: Reranker, lists: list[RankingList], show_progress: bool = True) -> None:
-    """Fill each list's `teacher` with the teacher's probabilities (sigmoid of its logits)."""
-    for l, s in zip(lists, score_lists(teacher, lists, show_progress, desc="teacher")):
-        l.teacher = 1.0 / (1.0 + np.exp(-s))
+def teacher_scores(teacher: "Reranker | CachedTeacher", lists: list[RankingList], show_progress: bool = True) -> None:
+    """Fill each list's `teacher` with the teacher's probabilities (sigmoid of its logits) for every candidate."""
+    as_cached(teacher).fill(lists, show_progress=show_progress)
+
+
+def as_cached(teacher: "Reranker | CachedTeacher") -> CachedTeacher:
+    """A teacher with a score store (in memory when the caller gave none)."""
+    return teacher if isinstance(teacher, CachedTeacher) else CachedTeacher(teacher)
 
 
 def _item_ids(model: Reranker, l: RankingList) -> list[np.ndarray]:
@@ -84,24 +91,6 @@ def _targets(l: RankingList, cfg: TrainConfig) -> np.ndarray:
     if l.teacher is None:
         raise ValueError(f"list {l.qid} has no teacher scores (pass --teacher or include teacher_score)")
     return (1.0 - cfg.label_mix) * l.teacher + cfg.label_mix * labels
-
-
-def _fill_teacher(teacher: Reranker, part: list[RankingList], picks: list[np.ndarray]) -> None:
-    """Teacher probabilities for the picked items that have none yet: a student's epoch only pays for the items it
-    trains on (scores are kept on the list, NaN where never scored)."""
-    todo = []
-    for l, p in zip(part, picks):
-        if l.teacher is None:
-            l.teacher = np.full(len(l.docids), np.nan, dtype=np.float32)
-        missing = p[np.isnan(l.teacher[p])]
-        if len(missing):
-            todo.append((l, missing))
-    if not todo:
-        return
-    scores = teacher.score_ids(teacher.tokenize_queries([l.query for l, _ in todo]),
-                               [[_item_ids(teacher, l)[k] for k in m] for l, m in todo])
-    for (l, m), s in zip(todo, scores):
-        l.teacher[m] = 1.0 / (1.0 + np.exp(-s))
 
 
 def _sample(l: RankingList, size: int, rng: random.Random) -> np.ndarray:
@@ -214,18 +203,20 @@ def _save_checkpoint(model: Reranker, optimizer, scheduler, state: dict, directo
 
 def train(model: Reranker, train_lists: list[RankingList], dev_lists: list[RankingList], cfg: TrainConfig,
           output: str | Path, resume: bool = False, fp16: bool = False, show_progress: bool = True,
-          log: Callable[[str], None] = print, teacher: Reranker | None = None) -> dict:
+          log: Callable[[str], None] = print, teacher: Reranker | CachedTeacher | None = None) -> dict:
     """Train in place; the best dev model is saved to `output`, the last epoch to `output/checkpoint`. With a
-    `teacher`, targets are its probabilities on the items each step samples (see `_fill_teacher`)."""
+    `teacher`, targets are its probabilities on the items each step samples, each scored once (a student's epoch
+    only pays for the items it trains on; a CachedTeacher keeps them across runs)."""
     from tqdm.auto import tqdm
     from transformers import get_linear_schedule_with_warmup
 
     if cfg.loss not in LOSSES:
         raise ValueError(f"unknown loss '{cfg.loss}' (use {', '.join(LOSSES)})")
+    teacher = as_cached(teacher) if teacher is not None else None
     if not train_lists:
         raise ValueError("no training lists")
     output = Path(output)
-    loss_fn = LOSSES[cfg.loss]
+    loss_fn = partial(LOSSES[cfg.loss], temperature=cfg.temperature) if cfg.loss == "kl" else LOSSES[cfg.loss]
     for l in train_lists:
         if len(l.labels):
             cfg.max_grade[l.source] = max(cfg.max_grade.get(l.source, 1.0), float(l.labels.max()))
@@ -283,8 +274,8 @@ def train(model: Reranker, train_lists: list[RankingList], dev_lists: list[Ranki
         for i, start in enumerate(bar):
             part = [train_lists[j] for j in order[start:start + cfg.lists_per_step]]
             picks = [_sample(l, cfg.list_size, rng) for l in part]
-            if teacher is not None:
-                _fill_teacher(teacher, part, picks)
+            if teacher is not None:  # only the sampled items the teacher has not scored yet
+                teacher.fill(part, [p if l.teacher is None else p[np.isnan(l.teacher[p])] for l, p in zip(part, picks)])
             qids = model.tokenize_queries([l.query for l in part])
             items = [[_item_ids(model, l)[k] for k in p] for l, p in zip(part, picks)]
             with model.autocast():
@@ -313,7 +304,7 @@ def train(model: Reranker, train_lists: list[RankingList], dev_lists: list[Ranki
             model.config["combine"] = head.stage_config()  # saved with the model: the Combine stage's settings
             state["residual_head"] = {k: float(v) for k, v in head.state_dict().items()}
         dev = evaluate_lists(model, dev_lists, combine=head.ranking() if head is not None else None) if dev_lists else {}
-        metric = dev.get(cfg.select_by, -float(running or 0))
+        metric = dev[cfg.select_by] if dev_lists else float(epoch)  # without dev lists the last epoch is kept
         state["history"].append({"epoch": epoch, "train_loss": running, "seconds": round(state["train_seconds"], 1),
                                  "epoch_seconds": round(time.time() - epoch_started, 1), **dev})
         log(f"epoch {epoch}: loss {running:.4f} ({state['train_seconds']:.0f} s) "

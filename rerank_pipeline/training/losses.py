@@ -86,5 +86,17 @@ def margin_mse_loss(f: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> tor
     return _mean_over_lists(per_list, n > 1)
 
 
+def kl_loss(f: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """Listwise distillation: KL(softmax(t / T) || softmax(f / T)) * T^2 per list, with t the teacher's logits
+    recovered from the probabilities the loop stores as targets. T > 1 spreads the teacher's mass over more of
+    the list, so the student learns its order below the top, not just the top item; T^2 keeps the gradient's
+    scale independent of T (Hinton et al. 2015)."""
+    t = torch.logit(y.double().clamp(0, 1), eps=1e-9).float() / temperature
+    p_target = torch.softmax(t.masked_fill(~mask, NEG), dim=-1)
+    log_student = _masked_log_softmax(f.float() / temperature, mask)
+    per_list = (p_target * (torch.log(p_target.clamp(min=1e-30)) - log_student)).masked_fill(~mask, 0.0).sum(-1)
+    return _mean_over_lists(per_list * temperature ** 2, mask.sum(-1) > 1)
+
+
 LOSSES = {"rpl": rpl_loss, "rpl-inclusive": rpl_inclusive_loss, "listnet": listnet_loss, "ce": softmax_ce_loss,
-          "bce": bce_loss, "margin-mse": margin_mse_loss}
+          "bce": bce_loss, "margin-mse": margin_mse_loss, "kl": kl_loss}

