@@ -193,12 +193,14 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--root", type=Path, default=Path("../shared/datasets"))
     ap.add_argument("--model", action="append", default=[],
-                    help="name=model_dir, or name=model_dir@backend (onnx, onnx-int8); repeatable")
+                    help="name=model_dir (or a packaged model: teacher=ms-marco-minilm-l12@auto), or "
+                         "name=model_dir@backend (onnx, onnx-int8, auto); repeatable")
     ap.add_argument("--datasets", nargs="+", default=DEV_SETS)
     ap.add_argument("--tests", nargs="*", default=[f"{n}/{s}" for n, s in TEST_SETS])
     ap.add_argument("--max-queries", type=int, default=0, help="a fixed random subset per set (seed 0); 0 = all")
     ap.add_argument("--max-long-queries", type=int, default=0,
-                    help="the same for the long-document sets (scifact, nfcorpus: 100 abstracts per query)")
+                    help="the same for the long-document sets' dev splits (scifact, nfcorpus: 100 abstracts per "
+                         "query); test splits are always whole")
     ap.add_argument("--weight-step", type=float, default=0.05, help="grid step of the feature weights (simplex)")
     ap.add_argument("--index-dir", type=Path, default=Path("indexes/train"))
     ap.add_argument("--cache", type=Path, default=Path("runs/quality-cache"))
@@ -209,13 +211,15 @@ def main() -> None:
     for spec in args.model:
         name, path = spec.split("=", 1)
         path, _, backend = path.partition("@")
-        key = name + "-" + hashlib.sha256((Path(path) / "model.safetensors").read_bytes()).hexdigest()[:8]
-        models[name] = (key, Reranker.load(path, backend=backend or "torch"))
+        model = Reranker.load(path, backend=backend or "torch")
+        models[name] = (f"{name}-{model.fingerprint[:8]}", model)
 
     data: dict[str, SetData] = {}
     for name, split in [(d, "dev") for d in args.datasets] + [tuple(t.split("/")) for t in args.tests]:
         print(f"{name} ({split})", flush=True)
-        limit = (args.max_long_queries or None) if name in RETRIEVAL_SETS else (args.max_queries or None)
+        # test splits are read whole: the ship gate reads SciFact test
+        limit = None if split != "dev" else (args.max_long_queries or None) if name in RETRIEVAL_SETS else (
+            args.max_queries or None)
         s = SetData(name, split, *candidates(args.root, name, split, args.index_dir, limit), cache=args.cache)
         for label, (key, model) in models.items():
             s.add_model(label, key, model)
@@ -246,8 +250,8 @@ def main() -> None:
 
     lines = [f"Command: `python benchmarks/reranker_quality.py {' '.join(sys.argv[1:])}`", "",
              ("Every query of each set" if not (args.max_queries or args.max_long_queries) else
-              f"At most {args.max_queries or 'all'} queries per set, {args.max_long_queries or 'all'} for scifact and "
-              "nfcorpus (fixed random subsets, seed 0)") + ". Protocol per row: judged-only = queries with at least one "
+              f"At most {args.max_queries or 'all'} queries per dev set, {args.max_long_queries or 'all'} for scifact "
+              "and nfcorpus dev (fixed random subsets, seed 0); test splits whole") + ". Protocol per row: judged-only = queries with at least one "
              "relevant candidate; all queries = every query in the qrels (a query whose relevant documents were not "
              "retrieved scores 0). `(LODO)` rows: the feature weights, then the model's gate on top of them, were "
              "fitted on the other dev sets, never on "

@@ -161,7 +161,7 @@ def info(index_dir: Path = IndexDirOpt) -> None:
     if not found:
         console.print(f"No indexes under {index_dir}.")
         return
-    console.print(render.indexes(index_dir, found))
+    console.print(render.indexes(index_dir, found, console.width))
 
 
 @app.command()

@@ -23,25 +23,43 @@ def hits(query: str, index_name: str, pipeline: str, hits, texts) -> Table:
     return table
 
 
-def indexes(index_dir, found) -> Table:
+def indexes(index_dir, found, width: int = 200):
+    """One row per index; under 120 columns, one block of `field  value` lines per index (nine columns do not fit
+    a terminal of 80)."""
+    from rich.console import Group
+
     from rerank_pipeline.index import Index
 
-    table = Table(title=f"Indexes in {index_dir}", title_justify="left")
-    for col in ("name", "docs", "stages", "encoder", "faiss", "MICE states", "created", "corpus", "status"):
-        table.add_column(col, overflow="fold")
+    columns = ("name", "docs", "stages", "encoder", "faiss", "MICE states", "created", "corpus", "status")
+    rows = []
     for path, manifest in found:
         if isinstance(manifest, str):
-            table.add_row(path.name, "-", "", "", "", "", "", "", f"[red]{escape(manifest)}[/]")
+            rows.append((path.name, "-", "", "", "", "", "", "", f"[red]{escape(manifest)}[/]"))
             continue
         stale = Index(path, manifest).staleness()
         mice = manifest.get("mice")
         states = (f"{mice['bytes'] / 2**20:,.1f} MiB, {mice['tokens']:,} tokens (m={mice['merge_layer']})"
                   if mice else "-")
-        table.add_row(manifest["name"], str(manifest["corpus"]["documents"]), ", ".join(manifest["stages"]),
-                      manifest["tokenizer"]["encoder"], manifest.get("dense", {}).get("faiss", "-"), states,
-                      manifest["created"], manifest["corpus"]["path"],
-                      f"[yellow]{escape(stale)}[/]" if stale else "ok")
-    return table
+        rows.append((manifest["name"], str(manifest["corpus"]["documents"]), ", ".join(manifest["stages"]),
+                     manifest["tokenizer"]["encoder"], manifest.get("dense", {}).get("faiss", "-"), states,
+                     manifest["created"], manifest["corpus"]["path"],
+                     f"[yellow]{escape(stale)}[/]" if stale else "ok"))
+    if width >= 120:
+        table = Table(title=f"Indexes in {index_dir}", title_justify="left")
+        for col in columns:
+            table.add_column(col, overflow="fold")
+        for row in rows:
+            table.add_row(*row)
+        return table
+    blocks = []
+    for row in rows:
+        block = Table.grid(padding=(0, 2))
+        block.add_column(style="bold")
+        block.add_column(overflow="fold")
+        for col, value in zip(columns[1:], row[1:]):
+            block.add_row(col, value)
+        blocks += [f"[bold cyan]{escape(row[0])}[/]", block, ""]
+    return Group(f"Indexes in {index_dir}", "", *blocks)
 
 
 def training(state: dict, title: str) -> Table:

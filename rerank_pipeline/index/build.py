@@ -21,6 +21,7 @@ from ..io.records import read_records
 from .docstore import write_docstore
 from .progress import progress_bars
 from ..files import swap_into_place
+from ..pretrained import packaged_name
 from .store import DEFAULT_INDEX_DIR, FORMAT_VERSION, MANIFEST, Index, write_manifest
 
 ENCODE_CHUNK = 4096
@@ -74,7 +75,9 @@ def build_index(
 
             mice_model = MICE.load(mice)
         encoder_path = resolve_encoder(encoder)
-        encoder_name = DEFAULT_ENCODER_NAME if encoder_path == default_encoder_path() else encoder_path
+        # a packaged model is recorded by name: its unpacked directory is a cache path on this machine only
+        encoder_name = (DEFAULT_ENCODER_NAME if encoder_path == default_encoder_path()
+                        else packaged_name(encoder) if encoder is not None and packaged_name(encoder) else encoder_path)
         settings = {"bm25": bm25 and bm25_backend, "dense": dense, "faiss": faiss_kind, "encoder": encoder_name,
                     "id_field": id_field, "text_field": text_field, "skip_invalid": skip_invalid,
                     "mice": mice_model.states_fingerprint if mice_model else None}

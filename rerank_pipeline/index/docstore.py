@@ -80,6 +80,12 @@ class DocStore:
     def texts(self, docids: Sequence[str]) -> list[str]:
         return self._fetch("text", docids)
 
+    def sample_queries(self, n: int = 4, words: int = 4) -> list[str]:
+        """`n` queries made of the first `words` words of documents spread over the store: queries that match
+        (a server warms every stage with them: a query matching nothing skips BM25's top-k and the reranker)."""
+        rows = np.linspace(0, len(self.docids) - 1, min(n, len(self.docids))).round().astype(int)
+        return [" ".join(t.split()[:words]) for t in self.texts([self.docids[r] for r in rows])]
+
     def token_ids(self, docids: Sequence[str], tokenizer) -> list[np.ndarray]:
         """Stored ids when `tokenizer` is the one the index was built with; otherwise tokenize the stored text."""
         if tokenizer_fingerprint(tokenizer) == self.tokenizer_fingerprint:

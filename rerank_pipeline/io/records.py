@@ -10,6 +10,7 @@ import csv
 import hashlib
 import io
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -59,6 +60,7 @@ class RecordSet:
     skipped: list[Problem] = field(default_factory=list)
     sha256: str = ""
     empty: int = 0  # records kept with empty text (allow_empty)
+    title_only: int = 0  # records with a title and no text field: their title is their text
 
 
 def file_sha256(path: Path) -> str:
@@ -106,7 +108,8 @@ def _rows_jsonl(path: Path, problems: list[Problem]) -> Iterator[tuple[int, dict
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as e:
-                problems.append(Problem(str(path), lineno, "", f"malformed JSON: {e.msg} at column {e.colno}"))
+                # some messages end in "at" already ("Invalid control character at")
+                problems.append(Problem(str(path), lineno, "", f"malformed JSON: {e.msg.removesuffix(' at')} at column {e.colno}"))
                 continue
             if not isinstance(obj, dict):
                 problems.append(Problem(str(path), lineno, "", f"expected a JSON object, got {type(obj).__name__}"))
@@ -187,7 +190,7 @@ def read_records(
 
     records: list[Record] = []
     first_line: dict[str, int] = {}
-    empty = 0
+    empty = title_only = 0
     for lineno, obj in rows:
         n_before = len(problems)
         idf = _pick(obj, id_field, ID_FIELDS)
@@ -213,6 +216,7 @@ def read_records(
             elif value.strip():
                 parts.append(value.strip())
         text = " ".join(parts)
+        title_only += tf is None and bool(text)
         if not text and len(problems) == n_before and allow_empty:
             empty += 1
         elif not text and len(problems) == n_before:
@@ -226,7 +230,8 @@ def read_records(
     if problems and (not skip_invalid or not records):
         raise InvalidInputError(problems, what)
     if empty:
-        import warnings
-
         warnings.warn(f"{path}: {empty} {what} record(s) with empty text kept; they match nothing", stacklevel=2)
-    return RecordSet(records, problems, file_sha256(path), empty)
+    if title_only:
+        warnings.warn(f"{path}: {title_only} {what} record(s) have a '{TITLE_FIELD}' and no text field "
+                      f"({', '.join(TEXT_FIELDS)}); their title is their text", stacklevel=2)
+    return RecordSet(records, problems, file_sha256(path), empty, title_only)

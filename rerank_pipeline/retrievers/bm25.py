@@ -29,12 +29,15 @@ class BM25Backend(Protocol):
         ...
 
 
+# numba compiles bm25s's top-k on its first call in every process (~5 s on 2 cores; bm25s does not cache it on disk),
+# which only pays back on large batches of queries: below this many, numpy's selection answers at once.
+NUMBA_MIN_QUERIES = 256
+
+
 def _numba_available() -> bool:
-    try:
-        import numba  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    import importlib.util
+
+    return importlib.util.find_spec("numba") is not None
 
 
 class Bm25sBackend:
@@ -51,7 +54,6 @@ class Bm25sBackend:
         self.model = model
         self.stemmer = Stemmer.Stemmer(stemmer_language)
         self.stopwords = stopwords
-        self.backend = "numba" if _numba_available() else "numpy"
 
     @classmethod
     def build(cls, texts: Sequence[str], directory: Path, *, k1: float = 1.5, b: float = 0.75, method: str = "lucene",
@@ -90,8 +92,9 @@ class Bm25sBackend:
         # Queries with no indexed term match nothing; bm25s would score them over an empty term list.
         known = [i for i, t in enumerate(tokens) if any(w in vocab for w in t)]
         if known:
+            backend = "numba" if len(known) >= NUMBA_MIN_QUERIES and _numba_available() else "numpy"
             found, found_scores = self.model.retrieve([tokens[i] for i in known], k=k, show_progress=False,
-                                                      backend_selection=self.backend, n_threads=0)
+                                                      backend_selection=backend, n_threads=0)
             ids[known], scores[known] = found, found_scores
         ids[scores <= 0] = -1  # docs sharing no query term score 0: not retrieved
         return ids, scores

@@ -58,8 +58,9 @@ def onnx_query_encoder(name_or_path: str | None = None):
     from ..rerankers.onnx import TEXT_INPUTS, OnnxModule, cached_model, encoder_part
 
     model = load_dual_encoder(name_or_path)
+    preprocess = getattr(model, "preprocess", None) or model.tokenize  # `tokenize` is deprecated in newer releases
     transformer = model[0].auto_model
-    part = encoder_part(model[0], "auto_model", tuple(k for k in TEXT_INPUTS if k in model.tokenize(["x"])))
+    part = encoder_part(model[0], "auto_model", tuple(k for k in TEXT_INPUTS if k in preprocess(["x"])))
     session = OnnxModule(cached_model(part, tensor_digest(transformer.state_dict(), "dual"), "onnx"), part)
 
     def encode_onnx(texts: Sequence[str], batch_size: int) -> np.ndarray:
@@ -68,7 +69,7 @@ def onnx_query_encoder(name_or_path: str | None = None):
         out = []
         with torch.inference_mode():
             for start in range(0, len(texts), batch_size):
-                features = model.tokenize(list(texts[start:start + batch_size]))
+                features = preprocess(list(texts[start:start + batch_size]))
                 features["token_embeddings"] = session(**features).last_hidden_state
                 for module in list(model)[1:]:
                     features = module(features)
@@ -76,6 +77,11 @@ def onnx_query_encoder(name_or_path: str | None = None):
         return np.ascontiguousarray(np.concatenate(out), dtype=np.float32)
 
     return encode_onnx
+
+
+def query_prompt(encoder: str | None) -> str:
+    """What the model prepends to queries (its sentence-transformers `prompts['query']`; '' for MiniLM)."""
+    return (load_dual_encoder(encoder).prompts or {}).get("query", "")
 
 
 def encode_queries(texts: Sequence[str], encoder: str | None = None, batch_size: int = 128) -> np.ndarray:
@@ -88,8 +94,9 @@ def encode_queries(texts: Sequence[str], encoder: str | None = None, batch_size:
     missing = [t for t in dict.fromkeys(texts) if t not in known]
     if missing:
         on_onnx = _query_runtime["backend"] == "onnx"
-        known.update(zip(missing, onnx_query_encoder(encoder)(missing, batch_size) if on_onnx else
-                         encode(missing, encoder, batch_size)))
+        prompted = [query_prompt(encoder) + t for t in missing]  # e.g. bge's instruction for short queries
+        known.update(zip(missing, onnx_query_encoder(encoder)(prompted, batch_size) if on_onnx else
+                         encode(prompted, encoder, batch_size)))
     with _queries_lock:
         for text in dict.fromkeys(texts):
             _queries[(encoder, text)] = known[text]

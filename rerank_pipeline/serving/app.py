@@ -115,10 +115,16 @@ def create_app(index, systems: dict[str, Stage], mode: str = "single", limits: L
         # user's request (the server answers /healthz only after this).
         import asyncio
 
+        # Queries that match (words of the index's own documents), one at a time and then as a batch, so every
+        # stage runs on real candidates: a query matching nothing would skip BM25's top-k and the reranker.
+        warm = index.docstore.sample_queries() if index is not None else ["warm up"]
+        texts = [" ".join(q.split()[1:]) or q for q in warm]  # documents that share words with the queries
         for system in systems.values():
-            await asyncio.get_running_loop().run_in_executor(None, system.search, {"warm-up": "warm up"})
+            for batch in [warm[:1], warm]:
+                await asyncio.get_running_loop().run_in_executor(
+                    None, system.search, {f"warm-up-{i}": q for i, q in enumerate(batch)})
         for stage in rerankers.values():
-            await asyncio.get_running_loop().run_in_executor(None, stage.rerank_texts, ["warm up"], [["warm up"]])
+            await asyncio.get_running_loop().run_in_executor(None, stage.rerank_texts, warm, [texts] * len(warm))
         await batcher.start()
         await rerank_batcher.start()
         yield
