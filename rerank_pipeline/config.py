@@ -56,13 +56,15 @@ def load_config(path: str | Path | None) -> dict[str, Any]:
 
 
 def default_config() -> dict[str, Any]:
+    """The first stage, reranked by the shipped reranker with its feature combination when one ships."""
     import copy
 
-    from .rerankers import DEFAULT_RERANKER_CONFIG
+    from .rerankers import default_spec
 
     cfg = copy.deepcopy(DEFAULT_CONFIG)
-    if DEFAULT_RERANKER_CONFIG is not None:
-        cfg["reranker"] = dict(DEFAULT_RERANKER_CONFIG)
+    spec = default_spec()
+    if spec is not None:
+        cfg["reranker"] = {"type": spec["type"], "model": "default", "combine": True}
     return cfg
 
 
@@ -209,14 +211,15 @@ def rerank_stages(models: Sequence[str], index=None, backend: str | None = None)
     (named after the directory) or 'default' (the shipped model); none given, the shipped model if one ships. A
     model trained as a feature residual is served with its feature combination (features from `index` where it
     holds the documents, dense cosine computed on the fly otherwise)."""
-    from .rerankers import DEFAULT_RERANKER_CONFIG, load_reranker
+    from .rerankers import default_spec, load_reranker
+    from .rerankers.combine import served
 
     stages: dict[str, Stage] = {}
-    for spec in models or (["default"] if DEFAULT_RERANKER_CONFIG else []):
+    for spec in models or (["default"] if default_spec() is not None else []):
         name, path = reranker_name_and_path(spec)
         if name in stages:
             raise ConfigError(f"two rerankers named {name!r}: name them (NAME=DIR)")
-        stages[name] = served_stage(load_reranker({"model": path, **({"backend": backend} if backend else {})}), index)
+        stages[name] = served(load_reranker({"model": path, **({"backend": backend} if backend else {})}), index)
     return stages
 
 
@@ -224,12 +227,6 @@ def reranker_name_and_path(spec: str) -> tuple[str, str]:
     """'NAME=DIR' -> (NAME, DIR); 'DIR' is named after the directory, 'default' after itself."""
     name, _, path = spec.rpartition("=")
     return name or (Path(path).name if path != "default" else "default"), path
-
-
-def served_stage(model, index=None) -> Stage:
-    """A model as it reranks on its own: a model trained as a feature residual on top of its stored feature
-    combination (features from `index` where it holds the documents, computed on the fly otherwise)."""
-    return combine_stage(model, True, index) if model.config.get("combine") else model
 
 
 def _retriever(spec: dict[str, Any], index) -> Stage:

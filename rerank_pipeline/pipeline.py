@@ -64,6 +64,17 @@ class Stage:
             scores.append(np.array([by_id[f"{i}:{j}"] for j in range(len(docs))], dtype=np.float32))
         return scores
 
+    def rank(self, query: str, documents: Sequence[str], top_k: int | None = None) -> list[dict]:
+        """sentence-transformers style, for any reranking stage: one query's raw texts scored, best first, as
+        {corpus_id, score, text}."""
+        scores = self.rerank_texts([query], [list(documents)])[0]
+        order = np.argsort(-scores, kind="stable")[:top_k]
+        return [{"corpus_id": int(i), "score": float(scores[i]), "text": documents[i]} for i in order]
+
+    async def arank(self, query: str, documents: Sequence[str], top_k: int | None = None) -> list[dict]:
+        """`rank` in a worker thread, so the caller's event loop is not blocked while the model runs."""
+        return await asyncio.to_thread(self.rank, query, documents, top_k)
+
     def __rshift__(self, other: "Stage") -> "Stage":
         return Chain(self, other)
 

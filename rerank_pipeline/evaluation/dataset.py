@@ -18,10 +18,11 @@ def evaluate_dataset(dataset: str | Path, split: str, *, index=None, configs: Se
     pipeline (the built-in default when `configs` is empty), adapted to the stages the index has, and with
     `per_stage` each of its stages; `backend` runs every reranker's transformer on torch, onnx or onnx-int8.
     Documents or queries with empty text are kept (a warning counts them)."""
-    from ..config import open_pipeline, served_stage
+    from ..config import open_pipeline
     from ..io import read_run
     from ..io.beir import BeirDataset
     from ..rerankers import load_reranker
+    from ..rerankers.combine import served
 
     ds = BeirDataset(dataset)
     qrels = ds.qrels(split)
@@ -34,7 +35,7 @@ def evaluate_dataset(dataset: str | Path, split: str, *, index=None, configs: Se
         model = load_reranker({"model": reranker, **({"backend": backend} if backend else {})})
         # A model trained as a feature residual reranks as it was trained: on top of the run's features (with no
         # index, the dense feature is encoded on the fly and BM25 is absent).
-        stage = served_stage(model, index)
+        stage = served(model, index)
         systems[Path(rerank_run).stem] = candidates
         systems[f"{Path(rerank_run).stem} >> {stage.name}"] = stage.transform(
             queries, Run.from_sorted(candidates.rankings, docs))

@@ -8,10 +8,15 @@ from pydantic import BaseModel, ConfigDict, PrivateAttr
 
 
 class TextScorer:
-    """`reranker` is a reranking stage of this library (anything with `rerank_texts`), or the base URL of a server
-    that speaks Cohere's `/v1/rerank` (then `model` names the reranker it serves)."""
+    """`reranker` is a reranking stage of this library (anything with `rerank_texts`), 'default' (the shipped
+    reranking stage, as `Reranker.load('default')` gives it), or the base URL of a server that speaks Cohere's
+    `/v1/rerank` (then `model` names the reranker it serves)."""
 
     def __init__(self, reranker: Any, model: str | None = None, timeout_s: float = 60.0):
+        if reranker == "default":
+            from ..rerankers import Reranker
+
+            reranker = Reranker.load("default")
         if isinstance(reranker, str):
             self.url = reranker.rstrip("/")
         elif hasattr(reranker, "rerank_texts"):

@@ -1,10 +1,11 @@
 """Rerankers: one module per model family behind `Reranker` (base.py)."""
 import json
+from pathlib import Path
 from typing import Any
 
 from .base import Reranker
 from .cross_encoder import OnnxCrossEncoder
-from .crossjem import DEFAULT_MODEL_DIR, CrossJEM
+from .crossjem import CrossJEM
 from .hf import HFCrossEncoder
 from .llm import LLMReranker
 from .mice import MICE
@@ -15,26 +16,45 @@ RERANKERS: dict[str, type[Reranker]] = {"crossjem": CrossJEM, "pointwise": Point
                                        "cross-encoder": OnnxCrossEncoder}
 
 
-def _shipped_reranker_config() -> dict[str, Any] | None:
-    """A shipped model reranks by default once it is present in the package (only after passing
-    benchmarks/ship_default.py, which stores its dev-fitted feature weights and gate with it); configs/default.yaml
-    names it too, and a test keeps the two equal."""
-    if not (DEFAULT_MODEL_DIR / "model.safetensors").is_file():
+MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
+DEFAULT_FILE = MODELS_DIR / "default.json"
+
+
+def default_spec() -> dict[str, Any] | None:
+    """What 'default' means, decided in one place: models/default.json, which benchmarks/ship_default.py writes
+    when a model passes the ship gate ({type, model: a name or a directory under models/, combine: the stored
+    feature weights and gate, or true when the model directory holds them}). None when nothing ships."""
+    if not DEFAULT_FILE.is_file():
         return None
-    stored = json.loads((DEFAULT_MODEL_DIR / "rerank_config.json").read_text())
-    return {"type": "crossjem", "model": "default", **({"combine": True} if "combine" in stored else {})}
+    spec = json.loads(DEFAULT_FILE.read_text())["reranker"]
+    shipped_dir = MODELS_DIR / spec["model"]
+    return {**spec, "model": str(shipped_dir) if shipped_dir.is_dir() else spec["model"]}
 
 
-DEFAULT_RERANKER_CONFIG: dict[str, Any] | None = _shipped_reranker_config()
+def load_default(backend: str = "torch", family: type[Reranker] = Reranker) -> Reranker:
+    """The shipped reranker, its feature combination in `config['combine']` (Combine serves it with its features:
+    combine.served). `family` checks that it is of the family asked for."""
+    spec = default_spec()
+    if spec is None:
+        raise FileNotFoundError("no reranker ships with this version (none has passed benchmarks/ship_default.py)")
+    kind = RERANKERS[spec["type"]]
+    if not issubclass(kind, family):
+        raise ValueError(f"the default reranker is a {spec['type']} model, not {family.kind}")
+    model = kind.from_spec({"model": spec["model"], "backend": backend})
+    if isinstance(spec.get("combine"), dict):
+        model.config["combine"] = spec["combine"]
+    return model
 
 
 def load_reranker(spec: dict[str, Any]) -> Reranker:
-    """From a YAML `reranker:` block or the CLI: `model` is 'default' (the shipped model of `type`, CROSS-JEM when
-    no type is given) or a model directory, whose family is read from it (and must match `type` when one is given)."""
-    return (RERANKERS[spec["type"]] if "type" in spec else Reranker).from_spec(spec)
+    """From a YAML `reranker:` block or the CLI: `model` is 'default' (the shipped reranker, default_spec) or a
+    model directory or packaged name, whose family is read from it (and must match `type` when one is given)."""
+    family = RERANKERS[spec["type"]] if "type" in spec else Reranker
+    if spec.get("model", "default") == "default":
+        return load_default(spec.get("backend", "torch"), family)
+    return family.from_spec(spec)
 
 
 __all__ = ["Reranker", "CrossJEM", "PointwiseCrossEncoder", "MICE", "HFCrossEncoder", "LLMReranker", "OnnxCrossEncoder",
            "RERANKERS",
-           "load_reranker",
-           "DEFAULT_MODEL_DIR"]
+           "load_reranker", "default_spec", "load_default", "MODELS_DIR"]

@@ -100,13 +100,18 @@ class Reranker(Stage):
 
     @classmethod
     def load(cls, path: str | Path, device: str | None = None, backend: str = "torch") -> "Reranker":
-        """A model directory (or, through the base class, any Hugging Face cross-encoder directory); `backend`
-        onnx / onnx-int8 runs its transformer on ONNX Runtime (CPU; exported once, see onnx.py)."""
+        """A model directory (or, through the base class, any Hugging Face cross-encoder directory, a packaged model's
+        name, or 'default': the shipped reranking stage, the model with its feature combination, as the default
+        pipeline, the server and the framework stages use it); `backend` onnx / onnx-int8 runs its transformer on
+        ONNX Runtime (CPU; exported once, see onnx.py)."""
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        from . import RERANKERS
+        from . import RERANKERS, load_default
+        from .combine import served
 
+        if cls is Reranker and str(path) == "default":
+            return served(load_default(backend))
         path = Path(path)
         foreign = RERANKERS["hf-cross-encoder"]  # any Hugging Face cross-encoder: a directory, or a Hub id if allowed
         if cls is Reranker and not (path / CONFIG_FILE).is_file():
@@ -165,13 +170,8 @@ class Reranker(Stage):
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any]) -> "Reranker":
-        """From a YAML `reranker:` block: `model` is 'default' (the shipped model) or a model directory."""
-        model, backend = spec.get("model", "default"), spec.get("backend", "torch")
-        if model == "default":
-            from . import CrossJEM
-
-            return (CrossJEM if cls is Reranker else cls).default(device_for_backend(backend)).with_backend(backend)
-        return cls.load(model, backend=backend)
+        """From a YAML `reranker:` block naming a model directory ('default' is resolved by load_reranker)."""
+        return cls.load(spec["model"], backend=spec.get("backend", "torch"))
 
     @classmethod
     def default(cls, device: str | None = None) -> "Reranker":
@@ -232,18 +232,6 @@ class Reranker(Stage):
         if docs is not None:
             run = Run.from_sorted(run.rankings, docs if not isinstance(docs, dict) else TextDocs(docs))
         return self.transform(as_queries(queries), run)
-
-    def rank(self, query: str, documents: Sequence[str], top_k: int | None = None) -> list[dict[str, Any]]:
-        """sentence-transformers style: score raw texts for one query, best first."""
-        scores = self.score_ids(self.tokenize_queries([query]), [tokenize_ids(self.tokenizer, documents)])[0]
-        order = np.argsort(-scores, kind="stable")[:top_k]
-        return [{"corpus_id": int(i), "score": float(scores[i]), "text": documents[i]} for i in order]
-
-    async def arank(self, query: str, documents: Sequence[str], top_k: int | None = None) -> list[dict[str, Any]]:
-        """`rank` in a worker thread, so the caller's event loop is not blocked while the model runs."""
-        import asyncio
-
-        return await asyncio.to_thread(self.rank, query, documents, top_k)
 
 
 def device_for_backend(backend: str, device: str | None = None) -> str | None:

@@ -133,6 +133,14 @@ class Combine(Stage):
         return Run.from_scores(qids, docids, scores, run.docs)
 
 
+def served(model, index=None) -> Stage:
+    """A model as it reranks on its own: one trained or shipped with a feature combination (`config['combine']`)
+    on top of its features (from `index` where it holds the documents, the dense cosine computed on the fly
+    otherwise), any other model alone."""
+    block = model.config.get("combine")
+    return Combine.from_config(model, block, index) if block else model
+
+
 def simplex_grid(dims: int, step: float) -> np.ndarray:
     """Every weight vector of `dims` non-negative multiples of `step` summing to 1."""
     n = round(1 / step)
