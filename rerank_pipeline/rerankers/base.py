@@ -99,11 +99,11 @@ class Reranker(Stage):
         return [encoder_part(self.network, "encoder")]
 
     @classmethod
-    def load(cls, path: str | Path, device: str | None = None, backend: str = "torch") -> "Reranker":
+    def load(cls, path: str | Path, device: str | None = None, backend: str | None = None) -> "Reranker":
         """A model directory (or, through the base class, any Hugging Face cross-encoder directory, a packaged model's
         name, or 'default': the shipped reranking stage, the model with its feature combination, as the default
         pipeline, the server and the framework stages use it); `backend` onnx / onnx-int8 runs its transformer on
-        ONNX Runtime (CPU; exported once, see onnx.py)."""
+        ONNX Runtime (CPU; exported once, see onnx.py); unset, torch (the default: the backend it shipped with)."""
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
@@ -112,6 +112,7 @@ class Reranker(Stage):
 
         if cls is Reranker and str(path) == "default":
             return served(load_default(backend))
+        backend = backend or "torch"
         path = Path(path)
         foreign = RERANKERS["hf-cross-encoder"]  # any Hugging Face cross-encoder: a directory, or a Hub id if allowed
         if cls is Reranker and not (path / CONFIG_FILE).is_file():

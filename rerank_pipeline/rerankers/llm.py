@@ -74,8 +74,6 @@ class LLMReranker(PointwiseCrossEncoder):
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any]) -> "LLMReranker":
-        if spec.get("model", "default") == "default":
-            raise ValueError("llm-reranker needs model: DIR (a local causal LM directory); none ships")
         return cls.load(spec["model"], backend=spec.get("backend", "torch"), prompt=spec.get("prompt"))
 
     def onnx_parts(self):
