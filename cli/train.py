@@ -69,7 +69,7 @@ def train(
     resume: bool = typer.Option(False, "--resume", help="Continue from OUTPUT/checkpoint."),
 ) -> None:
     """Train a CROSS-JEM, pointwise or MICE reranker; the best dev epoch is saved to OUTPUT as safetensors."""
-    from rerank_pipeline.rerankers import MICE, RERANKERS
+    from rerank_pipeline.rerankers import MICE, RERANKERS, load_default
     from rerank_pipeline.training import ListSpec, TrainConfig, load_many
     from rerank_pipeline.training import train as run_training
 
@@ -87,8 +87,10 @@ def train(
         extra = {"position_encoding": position_encoding} if model == ModelKind.crossjem else {}
         if max_item_tokens:
             extra["max_item_tokens"] = max_item_tokens
-        if init is not None:
-            net = RERANKERS[model.value].from_spec({"model": init})
+        if init == "default":
+            net = load_default("torch", RERANKERS[model.value])
+        elif init is not None:
+            net = RERANKERS[model.value].load(init)
         elif model == ModelKind.mice:
             net = MICE.from_teacher(teacher, merge_layer=merge_layer, depth=depth, **extra)
         else:
@@ -131,7 +133,10 @@ def parse_weights(text: str) -> dict[str, float]:
 
 @app.command()
 def distill(
-    data: List[Path] = typer.Option(..., "--data", help="BEIR-layout dataset dir or lists jsonl; repeatable."),
+    data: List[Path] = typer.Option([], "--data", help="BEIR-layout dataset dir or lists jsonl; repeatable."),
+    queries: Optional[Path] = typer.Option(None, "--queries", "-q", help="Your queries (jsonl/tsv, no judgments needed): lists are their top --k over --index."),
+    index_name: Optional[str] = typer.Option(None, "--index", help="With --queries: the index (under --index-dir, default indexes/) whose first stage gives the candidates."),
+    k: int = typer.Option(30, "-k", min=2, help="With --queries: candidates per query."),
     output: Path = typer.Option(..., "--output", "-o", help="Lists jsonl (.gz: compressed) to write, with teacher scores if --teacher."),
     teacher: Optional[Path] = typer.Option(None, "--teacher", help="Teacher: 'ms-marco-minilm-l12' (packaged) or a model dir; without one the lists are exported as they are."),
     teacher_cache: Optional[Path] = typer.Option(None, "--teacher-cache", help="SQLite store of the teacher's scores (default: in the user cache dir)."),
@@ -145,12 +150,20 @@ def distill(
     max_lists: Optional[int] = typer.Option(None, "--max-lists", min=1),
 ) -> None:
     """Write training lists as jsonl, scored by a teacher when given (distil once, train many times; or carry the
-    lists to a machine without the datasets)."""
-    from rerank_pipeline.training import ListSpec, load_many, teacher_scores, write_lists_jsonl
+    lists to a machine without the datasets). With --queries and --index, lists of your own corpus without any
+    judgments: `rerank train --data LISTS --dev-split '' --loss kl --init default` then fits the reranker to it."""
+    from rerank_pipeline.training import ListSpec, lists_from_index, load_many, teacher_scores, write_lists_jsonl
 
+    if not data and not (queries and index_name):
+        fail("give --data DIR (repeatable) or --queries FILE with --index NAME")
     try:
         lists = load_many(data, split, ListSpec(given_k=given_k, bm25_k=bm25_k, dense_k=dense_k, max_lists=max_lists),
-                          index_dir, dense)
+                          index_dir, dense) if data else []
+        if queries is not None:
+            from rerank_pipeline.index import open_index
+            from rerank_pipeline.io import read_queries
+
+            lists += lists_from_index(open_index(index_name, index_dir or Path("indexes")), read_queries(queries), k)
         if teacher is not None:
             teacher_scores(cached_teacher(teacher, teacher_cache), lists)
         write_lists_jsonl(lists, output, max_chars)

@@ -108,3 +108,35 @@ def test_distillation_lowers_the_listwise_loss_on_a_tiny_list_set(teacher, tmp_p
     assert loss() < 0.6 * before
     reloaded = Reranker.load(tmp_path / "student")
     assert reloaded.network.encoder.config.num_hidden_layers == 2
+
+
+def test_distill_fits_a_reranker_to_your_own_queries_without_judgments(demo_index, tiny_encoder, tmp_path, teacher):
+    """`rerank distill --queries Q --index NAME` writes unlabelled lists scored by the teacher; `rerank train` fits
+    a student on them with no dev split."""
+    import gzip
+    import json
+
+    from typer.testing import CliRunner
+
+    from rerank_cli.main import app
+
+    queries = tmp_path / "q.jsonl"
+    queries.write_text('{"id": "q1", "text": "patagonia japan"}\n{"id": "q2", "text": "oaxaca food"}\n')
+    lists = tmp_path / "lists.jsonl.gz"
+    out = CliRunner().invoke(app, ["distill", "--queries", str(queries), "--index", "demo", "--index-dir",
+                                   str(demo_index.path.parent), "--teacher", "ms-marco-minilm-l12", "--teacher-cache",
+                                   str(tmp_path / "t.sqlite"), "-k", "8", "-o", str(lists)])
+    assert out.exit_code == 0, out.output
+    rows = [json.loads(line) for line in gzip.open(lists, "rt")]
+    assert [r["qid"] for r in rows] == ["q1", "q2"] and all(len(r["candidates"]) == 8 for r in rows)
+    first = rows[0]
+    logits = CachedTeacher(teacher).logits([first["query"]], [[c["text"] for c in first["candidates"]]])[0]
+    probs = np.array([c["teacher_score"] for c in first["candidates"]])
+    # the teacher's probabilities, as scored in the lists' own batch (int8 activations scale per batch)
+    np.testing.assert_allclose(np.log(probs / (1 - probs)), logits, atol=0.3)
+    assert all(c["label"] == 0 for c in first["candidates"])
+    out = CliRunner().invoke(app, ["train", "--model", "crossjem", "--encoder", tiny_encoder, "--data", str(lists),
+                                   "--dev-split", "", "--loss", "kl", "--epochs", "1", "--list-size", "8",
+                                   "-o", str(tmp_path / "fitted")])
+    assert out.exit_code == 0, out.output
+    assert (tmp_path / "fitted" / "model.safetensors").is_file()

@@ -99,6 +99,22 @@ def build_lists(dataset: BeirDataset, split: str, spec: ListSpec, index=None) ->
     return lists
 
 
+def lists_from_index(index, queries: dict[str, str], k: int = 30) -> list[RankingList]:
+    """Unlabelled lists for distillation on a user's own corpus: each query's top `k` from the index's default
+    first stage (no reranker), with the first stage's features. A teacher's scores are the only targets."""
+    from ..config import open_pipeline
+
+    run = open_pipeline(index, None, rerank=False).search(queries)
+    lists = []
+    for qid, hits in run.items():
+        docids = [h.docid for h in hits[:k]]
+        if docids:
+            lists.append(RankingList(qid, queries[qid], docids, index.docstore.texts(docids),
+                                     np.zeros(len(docids), dtype=np.float32), source=index.name))
+    add_features(lists, index)
+    return lists
+
+
 def add_features(lists: list[RankingList], index) -> None:
     """The free first-stage features of every candidate (BM25, stored dual-encoder cosine), so a reranker can be
     trained as their residual. The `run` feature stays absent: a list mixes several retrievers' candidates."""

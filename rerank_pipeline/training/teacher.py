@@ -55,8 +55,8 @@ class CachedTeacher:
         from tqdm.auto import tqdm
 
         out: list[np.ndarray] = []
-        for start in tqdm(range(0, len(queries), CHUNK_LISTS), desc=desc, disable=not show_progress,
-                          unit_scale=CHUNK_LISTS, unit="lists"):
+        bar = tqdm(total=len(queries), desc=desc, disable=not show_progress, unit="lists")
+        for start in range(0, len(queries), CHUNK_LISTS):
             qs, ds = queries[start:start + CHUNK_LISTS], documents[start:start + CHUNK_LISTS]
             keys = [[(_digest(q), _digest(d)) for d in docs] for q, docs in zip(qs, ds)]
             known = self._lookup(list({k for row in keys for k in row}))
@@ -73,6 +73,8 @@ class CachedTeacher:
                                         [(self.key, q, d, s) for (q, d), s in fresh.items()])
                 known.update(fresh)
             out += [np.array([known[k] for k in row], dtype=np.float64) for row in keys]
+            bar.update(len(qs))
+        bar.close()
         return out
 
     def fill(self, lists: Sequence[RankingList], picks: Sequence[np.ndarray] | None = None,
