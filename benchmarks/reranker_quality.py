@@ -12,7 +12,8 @@ all dev sets, which is also what ships. Candidates per set:
     dbpedia-titles' is alphabetical, and trecqa's is sorted by the labels);
   * scifact, nfcorpus: the default first stage, BM25 | dense (RRF) top 100 over the set's corpus, all queries;
   * trec-dl19: the shared BM25 run, top 100, all queries (43 judged queries).
-BM25 and dense features come from each set's index (indexes/train/SET, built once with a dense stage). Features and
+BM25 features come from each set's index (indexes/train/SET, built once), the MiniLM cosine from its stored
+embeddings where it has a dense stage (always on scifact and nfcorpus, which retrieve with it), else encoded on the fly. Features and
 model logits are cached under runs/quality-cache/, keyed by set, candidates and model weights.
 """
 from __future__ import annotations
@@ -61,7 +62,9 @@ def candidates(root: Path, name: str, split: str, index_dir: Path, max_queries: 
     """(queries, qrels, candidate run with texts, protocol, first-stage name, the set's index)."""
     ds = BeirDataset(root / name)
     qrels = ds.qrels(split)
-    idx = dataset_index(ds, index_dir, dense=True, show_progress=True)
+    # A dense stage where the first stage retrieves with it; elsewhere the dense feature comes from stored
+    # embeddings when the index has them and is encoded on the fly otherwise (the same MiniLM cosine).
+    idx = dataset_index(ds, index_dir, dense=name in RETRIEVAL_SETS, show_progress=True)
     if name == "trec-dl19":
         run, judged_only, first = read_run(root / name / "runs" / "bm25.test.trec").cut(100), False, \
             "BM25 run (Anserini) top 100"

@@ -140,3 +140,20 @@ def test_distill_fits_a_reranker_to_your_own_queries_without_judgments(demo_inde
                                    "-o", str(tmp_path / "fitted")])
     assert out.exit_code == 0, out.output
     assert (tmp_path / "fitted" / "model.safetensors").is_file()
+
+
+def test_an_index_built_with_bge_small_records_it_and_retrieves_with_its_query_instruction(tmp_path):
+    from rerank_pipeline import Dense
+    from rerank_pipeline.demo import write_demo_corpus
+    from rerank_pipeline.index import Index, build_index
+    from rerank_pipeline.retrievers.dense import encode, encode_queries
+
+    corpus = write_demo_corpus(tmp_path / "corpus.jsonl")
+    build_index(corpus, "bge", tmp_path, bm25=False, encoder="bge-small-en-v1.5", show_progress=False)
+    idx = Index.open("bge", tmp_path)
+    assert idx.manifest["dense"]["encoder"] == "bge-small-en-v1.5"  # by name: portable across machines
+    top = Dense(idx, k=5)("patagonia japan")
+    assert {"patagonia", "japan"} <= set(idx.docstore.texts([top[0].docid])[0].lower().split())
+    prompt = "Represent this sentence for searching relevant passages: "
+    np.testing.assert_allclose(encode_queries(["tent"], "bge-small-en-v1.5"), encode([prompt + "tent"], "bge-small-en-v1.5"),
+                               atol=1e-5)
