@@ -16,6 +16,24 @@ from .fusion import rrf, weighted
 from .types import Hit, Queries, QueryInput, Run, as_queries
 
 
+SCORE_MODES = ("raw", "sigmoid", "minmax")
+
+
+def scaled_scores(scores: np.ndarray, mode: str = "raw") -> np.ndarray:
+    """One query's scores as asked: `raw` (the stage's own scores: logits, or a feature combination), `sigmoid`
+    (1 / (1 + e^-s): a probability for a model trained pointwise, such as the MS MARCO cross-encoder) or `minmax`
+    (rescaled to [0, 1] within the query; all equal -> all 1). Order is never changed."""
+    s = np.asarray(scores, dtype=np.float64)
+    if mode == "raw":
+        return s
+    if mode == "sigmoid":
+        return 1.0 / (1.0 + np.exp(-s))
+    if mode == "minmax":
+        span = s.max() - s.min() if len(s) else 0.0
+        return (s - s.min()) / span if span > 0 else np.ones_like(s)
+    raise ValueError(f"unknown score_mode {mode!r} (use one of {', '.join(SCORE_MODES)})")
+
+
 class Stage:
     name: str = "stage"
 
@@ -64,16 +82,18 @@ class Stage:
             scores.append(np.array([by_id[f"{i}:{j}"] for j in range(len(docs))], dtype=np.float32))
         return scores
 
-    def rank(self, query: str, documents: Sequence[str], top_k: int | None = None) -> list[dict]:
+    def rank(self, query: str, documents: Sequence[str], top_k: int | None = None,
+             score_mode: str = "raw") -> list[dict]:
         """sentence-transformers style, for any reranking stage: one query's raw texts scored, best first, as
-        {corpus_id, score, text}."""
-        scores = self.rerank_texts([query], [list(documents)])[0]
+        {corpus_id, score, text}; `score_mode` raw, sigmoid or minmax (scaled_scores)."""
+        scores = scaled_scores(self.rerank_texts([query], [list(documents)])[0], score_mode)
         order = np.argsort(-scores, kind="stable")[:top_k]
         return [{"corpus_id": int(i), "score": float(scores[i]), "text": documents[i]} for i in order]
 
-    async def arank(self, query: str, documents: Sequence[str], top_k: int | None = None) -> list[dict]:
+    async def arank(self, query: str, documents: Sequence[str], top_k: int | None = None,
+                    score_mode: str = "raw") -> list[dict]:
         """`rank` in a worker thread, so the caller's event loop is not blocked while the model runs."""
-        return await asyncio.to_thread(self.rank, query, documents, top_k)
+        return await asyncio.to_thread(self.rank, query, documents, top_k, score_mode)
 
     def __rshift__(self, other: "Stage") -> "Stage":
         return Chain(self, other)

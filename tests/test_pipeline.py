@@ -111,3 +111,18 @@ def test_importing_the_data_model_loads_nothing_else():
     code = "import sys, rerank_pipeline.types; print(sorted(m for m in sys.modules if m.startswith('rerank_pipeline')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "['rerank_pipeline', 'rerank_pipeline.types']"
+
+
+def test_score_modes_rescale_without_reordering():
+    import numpy as np
+
+    from rerank_pipeline.pipeline import scaled_scores
+
+    raw = np.array([2.0, -1.0, 0.5, 2.0])
+    np.testing.assert_allclose(scaled_scores(raw, "sigmoid"), 1 / (1 + np.exp(-raw)))
+    np.testing.assert_allclose(scaled_scores(raw, "minmax"), [1.0, 0.0, 0.5, 1.0])
+    np.testing.assert_allclose(scaled_scores(np.array([3.0, 3.0]), "minmax"), [1.0, 1.0])
+    for mode in ("raw", "sigmoid", "minmax"):
+        assert list(np.argsort(-scaled_scores(raw, mode), kind="stable")) == [0, 3, 2, 1]
+    with pytest.raises(ValueError, match="score_mode"):
+        scaled_scores(raw, "softmax")

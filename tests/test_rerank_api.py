@@ -55,6 +55,10 @@ def test_rerank_api_shapes_and_bad_requests(server):
                                                       "max_tokens_per_doc": 1}).json()
     full = httpx.post(server.url + "/v2/rerank", json={"model": "crossjem", "query": "japan", "documents": DOCS}).json()
     assert len(cut["results"]) == len(DOCS) and cut["results"] != full["results"]  # one word piece per document
+    minmax = httpx.post(server.url + "/v2/rerank", json={"model": "crossjem", "query": "japan", "documents": DOCS,
+                                                         "score_mode": "minmax"}).json()
+    assert [r["index"] for r in minmax["results"]] == [r["index"] for r in full["results"]]  # same order, rescaled
+    assert minmax["results"][0]["relevance_score"] == 1.0 and minmax["results"][-1]["relevance_score"] == 0.0
     unknown = httpx.post(server.url + "/v2/rerank", json={"model": "gpt", "query": "q", "documents": ["d"]})
     assert unknown.status_code == 404 and "crossjem, pointwise" in unknown.json()["detail"]
     bad = [{"query": "q", "documents": ["d"]},                                   # v2 needs a model
@@ -66,6 +70,7 @@ def test_rerank_api_shapes_and_bad_requests(server):
            {"model": "crossjem", "query": "q", "documents": [{"title": "no text"}]},
            {"model": "crossjem", "query": "q", "documents": ["d"], "max_tokens_per_doc": 0},
            {"model": "crossjem", "query": "q", "documents": ["d"], "return_documents": "yes"},
+           {"model": "crossjem", "query": "q", "documents": ["d"], "score_mode": "softmax"},
            {"model": "crossjem", "query": "q", "documents": ["d"] * 10_000},
            ["not", "an", "object"]]
     for body in bad:

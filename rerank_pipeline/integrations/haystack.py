@@ -15,8 +15,8 @@ class CrossJEMRanker:
     """Reorders documents by a reranker of rerank_pipeline (or a remote /v1/rerank URL) and keeps the best `top_k`,
     their `score` set to the reranker's."""
 
-    def __init__(self, reranker: Any, top_k: Optional[int] = 10, model: Optional[str] = None):
-        self.scorer, self.top_k = TextScorer(reranker, model), top_k
+    def __init__(self, reranker: Any, top_k: Optional[int] = 10, model: Optional[str] = None, score_mode: str = "raw"):
+        self.scorer, self.top_k = TextScorer(reranker, model, score_mode=score_mode), top_k
 
     @component.output_types(documents=List[Document])
     def run(self, query: str, documents: List[Document], top_k: Optional[int] = None) -> dict:

@@ -6,13 +6,15 @@ from typing import Any, Optional, Sequence
 import numpy as np
 from pydantic import BaseModel, ConfigDict, PrivateAttr
 
+from ..pipeline import SCORE_MODES, scaled_scores
+
 
 class TextScorer:
     """`reranker` is a reranking stage of this library (anything with `rerank_texts`), 'default' (the shipped
     reranking stage, as `Reranker.load('default')` gives it), or the base URL of a server that speaks Cohere's
     `/v1/rerank` (then `model` names the reranker it serves)."""
 
-    def __init__(self, reranker: Any, model: str | None = None, timeout_s: float = 60.0):
+    def __init__(self, reranker: Any, model: str | None = None, timeout_s: float = 60.0, score_mode: str = "raw"):
         if reranker == "default":
             from ..rerankers import Reranker
 
@@ -23,7 +25,9 @@ class TextScorer:
             self.url = None
         else:
             raise TypeError(f"expected a reranker of rerank_pipeline or a rerank API URL, got {type(reranker).__name__}")
-        self.reranker, self.model, self.timeout_s = reranker, model, timeout_s
+        if score_mode not in SCORE_MODES:
+            raise ValueError(f"unknown score_mode {score_mode!r} (use one of {', '.join(SCORE_MODES)})")
+        self.reranker, self.model, self.timeout_s, self.score_mode = reranker, model, timeout_s, score_mode
 
     def scores(self, query: str, texts: Sequence[str]) -> np.ndarray:
         if not len(texts):
@@ -41,8 +45,8 @@ class TextScorer:
         return scores
 
     def top(self, query: str, texts: Sequence[str], top_n: int | None) -> list[tuple[int, float]]:
-        """(position, score) of the best `top_n` texts, best first."""
-        scores = self.scores(query, texts)
+        """(position, score) of the best `top_n` texts, best first, scores as `score_mode` says."""
+        scores = scaled_scores(self.scores(query, texts), self.score_mode)
         order = np.argsort(-scores, kind="stable")[:top_n]
         return [(int(i), float(scores[i])) for i in order]
 
@@ -54,9 +58,10 @@ class StageSettings(BaseModel):
     reranker: Any
     top_n: Optional[int] = 3
     model: Optional[str] = None
+    score_mode: str = "raw"  # raw, sigmoid or minmax (rerank_pipeline.pipeline.scaled_scores)
     model_config = ConfigDict(arbitrary_types_allowed=True)
     _scorer: TextScorer = PrivateAttr()
 
     def model_post_init(self, context: Any) -> None:
         super().model_post_init(context)
-        self._scorer = TextScorer(self.reranker, self.model)
+        self._scorer = TextScorer(self.reranker, self.model, score_mode=self.score_mode)

@@ -11,6 +11,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..pipeline import SCORE_MODES, scaled_scores
+
 
 @dataclass
 class RerankRequest:
@@ -20,6 +22,7 @@ class RerankRequest:
     top_n: int
     return_documents: bool
     max_tokens_per_doc: int | None
+    score_mode: str = "raw"  # an extension of Cohere's format: raw, sigmoid or minmax (pipeline.scaled_scores)
 
 
 class RerankError(ValueError):
@@ -68,7 +71,10 @@ def parse_request(body: Any, version: int, models: Sequence[str], max_documents:
     max_tokens = body.get("max_tokens_per_doc")
     if max_tokens is not None and (not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1):
         raise RerankError(422, "'max_tokens_per_doc' must be an integer >= 1")
-    return RerankRequest(model, query.strip(), texts, min(top_n, len(texts)), return_documents, max_tokens)
+    score_mode = body.get("score_mode", "raw")
+    if score_mode not in SCORE_MODES:
+        raise RerankError(422, f"'score_mode' must be one of {', '.join(SCORE_MODES)}")
+    return RerankRequest(model, query.strip(), texts, min(top_n, len(texts)), return_documents, max_tokens, score_mode)
 
 
 def cut_to_tokens(tokenizer, texts: Sequence[str], max_tokens: int) -> list[str]:
@@ -104,6 +110,7 @@ def stage_tokenizer(stage):
 
 
 def response(request: RerankRequest, scores: np.ndarray, version: int) -> dict:
+    scores = scaled_scores(scores, request.score_mode)
     order = np.argsort(-scores, kind="stable")[: request.top_n]
     results = []
     for i in order:
