@@ -78,6 +78,8 @@ def test_rerank_api_shapes_and_bad_requests(server):
         assert 400 <= r.status_code < 500 and "detail" in r.json(), (body, r.status_code)
     health = httpx.get(server.url + "/healthz").json()
     assert health["index"] is None and set(health["rerankers"]) == {"crossjem", "pointwise"}
+    assert health["models"]["pointwise"]["family"] == "pointwise" and health["models"]["crossjem"]["backend"] in (
+        "torch", "onnx-int8")  # the server's 'auto': CROSS-JEM on int8 where the onnx extra is installed
     assert httpx.get(server.url + "/search", params={"q": "x"}).status_code == 404  # no index: rerank API only
 
 

@@ -215,7 +215,8 @@ def create_app(index, systems: dict[str, Stage], mode: str = "single", limits: L
         return {"status": "ok", "pid": os.getpid(), "index": index.name if index is not None else None,
                 "documents": len(index.docstore) if index is not None else 0, "mode": mode,
                 "systems": {name: stage.name for name, stage in systems.items()},
-                "rerankers": {name: stage.name for name, stage in rerankers.items()}}
+                "rerankers": {name: stage.name for name, stage in rerankers.items()},
+                "models": {name: rerank_api.describe(stage) for name, stage in rerankers.items()}}
 
     @app.get("/metrics")
     async def metrics() -> PlainTextResponse:

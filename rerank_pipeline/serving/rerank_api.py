@@ -95,18 +95,24 @@ def score_requests(stages: dict[str, Any], requests: Sequence[RerankRequest]) ->
         for i in idx:
             docs = requests[i].documents
             if requests[i].max_tokens_per_doc is not None:
-                docs = cut_to_tokens(stage_tokenizer(stage), docs, requests[i].max_tokens_per_doc)
+                docs = cut_to_tokens(stage_model(stage).tokenizer, docs, requests[i].max_tokens_per_doc)
             documents.append(docs)
         for i, scores in zip(idx, stage.rerank_texts([requests[i].query for i in idx], documents)):
             out[i] = scores
     return out
 
 
-def stage_tokenizer(stage):
-    """The tokenizer of the model inside a reranking stage (the stage itself, or the one it wraps)."""
+def stage_model(stage):
+    """The model inside a reranking stage (the stage itself, or the one it wraps)."""
     while not hasattr(stage, "tokenizer"):
         stage = stage.reranker
-    return stage.tokenizer
+    return stage
+
+
+def describe(stage) -> dict:
+    """What a served reranking stage runs: its name, the model's family, backend and where it came from."""
+    model = stage_model(stage)
+    return {"stage": stage.name, "family": model.kind, "backend": model.backend, "source": model.source}
 
 
 def response(request: RerankRequest, scores: np.ndarray, version: int) -> dict:
