@@ -125,6 +125,7 @@ def main() -> int:
     ap.add_argument("--teacher", default=None, help="the teacher's name in the table: applies the raised gate")
     ap.add_argument("--ship-as", default=None, help="directory name under rerank_pipeline/models/ (default: the model's)")
     ap.add_argument("--what", default="", help="a sentence for the model card: what the model is and where it is from")
+    ap.add_argument("--backend", default=None, help="the backend the table measured it on (e.g. auto), recorded")
     args = ap.parse_args()
     results = json.loads(args.results.read_text())
     system = f"{args.name} + features (LODO)"
@@ -141,7 +142,7 @@ def main() -> int:
     from rerank_pipeline.rerankers import DEFAULT_FILE, MODELS_DIR, Reranker
 
     own_weights = args.model.is_dir()  # a packaged model's files stay in their package
-    model = Reranker.load(args.model, backend="torch" if own_weights else "auto")
+    model = Reranker.load(args.model, backend="torch" if own_weights else args.backend or "auto")
     shipped = results["settings"][system]["*"]
     combine = {"weights": {f: w for f, w in shipped["weights"].items() if w}, "gate": shipped["gate"]}
     training = args.model / "training.json"
@@ -156,6 +157,8 @@ def main() -> int:
         spec = {"type": model.kind, "model": target.name, "combine": True}
     else:
         spec = {"type": model.kind, "model": str(args.model), "combine": combine}
+    if args.backend:
+        spec["backend"] = args.backend
     (MODELS_DIR / "README.md").write_text(card)
     DEFAULT_FILE.write_text(json.dumps({"reranker": spec, "gate": "benchmarks/results/ship_gate.md"}, indent=2) + "\n")
     print(f"shipped {args.model} as the default reranker ({DEFAULT_FILE}: {spec})")

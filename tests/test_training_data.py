@@ -10,7 +10,8 @@ from rerank_pipeline.io.beir import BeirDataset, heldout
 from rerank_pipeline.rerankers import PointwiseCrossEncoder
 from rerank_pipeline.training import ListSpec, build_lists, load_lists
 from rerank_pipeline.training.data import RankingList, dataset_index
-from rerank_pipeline.training.loop import _fill_teacher, _item_ids, _sample, mixed_order
+from rerank_pipeline.training import CachedTeacher
+from rerank_pipeline.training.loop import _item_ids, _sample, mixed_order
 from conftest import write_jsonl
 
 TOPICS = ["apple pie recipe", "bicycle repair shop", "cheap flights lima", "dog training tips", "electric car range",
@@ -99,13 +100,14 @@ def test_teacher_scores_on_the_fly_equal_explicit_scoring(tiny_encoder):
     lists = [RankingList(f"q{i}", f"query {i}", [f"d{j}" for j in range(5)], [f"text {i} {j}" for j in range(5)],
                          np.zeros(5, np.float32)) for i in range(3)]
     picks = [np.array([0, 2]), np.array([1, 3, 4]), np.array([0])]
-    _fill_teacher(teacher, lists, picks)
+    cached = CachedTeacher(teacher)
+    cached.fill(lists, picks)
     for l, p in zip(lists, picks):
         explicit = teacher.score_ids(teacher.tokenize_queries([l.query]), [[_item_ids(teacher, l)[k] for k in p]])[0]
         np.testing.assert_allclose(l.teacher[p], 1 / (1 + np.exp(-explicit)), rtol=1e-5)
         assert np.isnan(np.delete(l.teacher, p)).all()      # unpicked items are never scored
     before = lists[0].teacher.copy()
-    _fill_teacher(teacher, lists[:1], [np.array([0, 1])])   # only item 1 is new
+    cached.fill(lists[:1], [np.array([0, 1])])   # item 0 is read back, only item 1 is scored
     assert lists[0].teacher[0] == before[0] and not np.isnan(lists[0].teacher[1])
 
 

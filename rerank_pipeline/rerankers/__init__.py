@@ -57,5 +57,4 @@ def load_reranker(spec: dict[str, Any]) -> Reranker:
 
 
 __all__ = ["Reranker", "CrossJEM", "PointwiseCrossEncoder", "MICE", "HFCrossEncoder", "LLMReranker", "OnnxCrossEncoder",
-           "RERANKERS",
-           "load_reranker", "default_spec", "load_default", "MODELS_DIR"]
+           "RERANKERS", "load_reranker", "default_spec", "load_default", "MODELS_DIR"]

@@ -65,12 +65,12 @@ def score_lists(model: Reranker, lists: list[RankingList], show_progress: bool =
     return scores
 
 
-def teacher_scores(teacher: "Reranker | CachedTeacher", lists: list[RankingList], show_progress: bool = True) -> None:
+def teacher_scores(teacher: Reranker | CachedTeacher, lists: list[RankingList], show_progress: bool = True) -> None:
     """Fill each list's `teacher` with the teacher's probabilities (sigmoid of its logits) for every candidate."""
     as_cached(teacher).fill(lists, show_progress=show_progress)
 
 
-def as_cached(teacher: "Reranker | CachedTeacher") -> CachedTeacher:
+def as_cached(teacher: Reranker | CachedTeacher) -> CachedTeacher:
     """A teacher with a score store (in memory when the caller gave none)."""
     return teacher if isinstance(teacher, CachedTeacher) else CachedTeacher(teacher)
 

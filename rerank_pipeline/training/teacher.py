@@ -1,5 +1,5 @@
 """A teacher's scores, each (query, document) pair computed once: kept in SQLite keyed by (the teacher's
-fingerprint, sha1 of the query, sha1 of the document's text), committed a chunk of lists at a time, so a killed
+fingerprint and truncation, sha1 of the query, sha1 of the document's text), committed a chunk of lists at a time, so a killed
 scoring run resumes where its last commit ended and later trainings read what earlier ones paid for. A changed
 teacher (another fingerprint) never reads another's scores.
 """
@@ -28,7 +28,8 @@ class CachedTeacher:
 
     def __init__(self, teacher, path: str | Path | None = None):
         self.teacher = teacher
-        self.key = teacher.fingerprint
+        # the weights and what the teacher reads of each text: a changed truncation is another teacher
+        self.key = f"{teacher.fingerprint}-q{teacher.config['max_query_tokens']}-d{teacher.config['max_item_tokens']}"
         self.path = Path(path) if path is not None else None
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
