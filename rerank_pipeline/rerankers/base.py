@@ -5,7 +5,6 @@ tokenizer files, and `model.safetensors` (weights, optionally fp16). Loading nev
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from functools import cached_property
 from pathlib import Path
@@ -14,7 +13,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 import torch
 
-from ..encoders import load_tokenizer, quiet_transformers, resolve_encoder, tokenize_ids, torch_device
+from ..encoders import load_tokenizer, quiet_transformers, resolve_encoder, tensor_digest, tokenize_ids, torch_device
 from ..pipeline import Stage
 from ..types import DocSource, Queries, QueryInput, Run, as_queries, split_by
 
@@ -239,15 +238,6 @@ def device_for_backend(backend: str, device: str | None = None) -> str | None:
     """ONNX backends run on the CPU: that is where their reranker's torch parts must live too ('auto' goes where
     the model would: an accelerator if there is one)."""
     return "cpu" if backend not in ("torch", "auto") and device is None else device
-
-
-def tensor_digest(state: dict[str, torch.Tensor], prefix: str = "") -> str:
-    """A short hash of named tensors' values (as fp32), e.g. a state dict."""
-    h = hashlib.sha256(prefix.encode())
-    for name, tensor in sorted(state.items()):
-        h.update(name.encode())
-        h.update(tensor.detach().float().cpu().numpy().tobytes())
-    return h.hexdigest()[:16]
 
 
 _libc_trim = None

@@ -9,7 +9,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..encoders import quiet_transformers, resolve_encoder, torch_device
+from ..encoders import quiet_transformers, resolve_encoder, tensor_digest, torch_device
 from ..pipeline import Retriever
 from ..types import Queries, Run
 
@@ -54,7 +54,6 @@ def onnx_query_encoder(name_or_path: str | None = None):
     """The dual encoder with its transformer on ONNX Runtime (exported once per weights, as rerankers are): one
     short query in 2.4 ms instead of 7.1 on 2 cores, where torch's per-layer overhead is most of the time. The
     model's own tokenizer, pooling and normalisation modules run around it."""
-    from ..rerankers.base import tensor_digest
     from ..rerankers.onnx import TEXT_INPUTS, OnnxModule, cached_model, encoder_part
 
     model = load_dual_encoder(name_or_path)

@@ -13,7 +13,8 @@ import torch
 from torch.nn.utils.rnn import pad_sequence
 
 from ...types import split_by
-from ..base import Reranker, budget_batches, tensor_digest, trimmed
+from ...encoders import tensor_digest
+from ..base import Reranker, budget_batches, trimmed
 from .model import Interaction, MiceNetwork
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[2] / "models" / "mice-minilm-l6"
