@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RERANK = str(Path(sys.executable).with_name("rerank"))
 BM25S = """
 import json, sys, bm25s, Stemmer
-docs = [json.loads(line)["contents"] for line in open(sys.argv[1])]
+docs = [json.loads(line)["text"] for line in open(sys.argv[1])]
 stemmer = Stemmer.Stemmer("english")
 model = bm25s.BM25()
 model.index(bm25s.tokenize(docs, stopwords="en", stemmer=stemmer, show_progress=False), show_progress=False)
