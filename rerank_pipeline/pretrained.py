@@ -74,8 +74,9 @@ PACKAGED: dict[str, PackagedModel] = {m.name: m for m in (
             "vocab.txt": "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3"},
         "BertModel"),
 )}
-ALIASES = {"cross-encoder/ms-marco-MiniLM-L-12-v2": "ms-marco-minilm-l12", "BAAI/bge-small-en-v1.5": "bge-small-en-v1.5",
-           "bge-small-en": "bge-small-en-v1.5", "answerdotai/answerai-colbert-small-v1": "answerai-colbert-small-v1"}
+ALIASES = {"cross-encoder/ms-marco-MiniLM-L-12-v2": "ms-marco-minilm-l12",
+           "BAAI/bge-small-en-v1.5": "bge-small-en-v1.5", "bge-small-en": "bge-small-en-v1.5",
+           "answerdotai/answerai-colbert-small-v1": "answerai-colbert-small-v1"}
 
 
 def packaged_name(name: str) -> str | None:

@@ -108,8 +108,8 @@ def _rows_jsonl(path: Path, problems: list[Problem]) -> Iterator[tuple[int, dict
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as e:
-                # some messages end in "at" already ("Invalid control character at")
-                problems.append(Problem(str(path), lineno, "", f"malformed JSON: {e.msg.removesuffix(' at')} at column {e.colno}"))
+                message = e.msg.removesuffix(" at")  # some end in "at" already ("Invalid control character at")
+                problems.append(Problem(str(path), lineno, "", f"malformed JSON: {message} at column {e.colno}"))
                 continue
             if not isinstance(obj, dict):
                 problems.append(Problem(str(path), lineno, "", f"expected a JSON object, got {type(obj).__name__}"))

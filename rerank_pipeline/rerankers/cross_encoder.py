@@ -25,7 +25,7 @@ TEACHER = "ms-marco-minilm-l12"
 class OnnxCrossEncoder(HFCrossEncoder):
     kind = "cross-encoder"
     cpu_backend = "onnx-int8"
-    # 32 + 224 word pieces and 3 special tokens: the 256-piece pairs the teacher was measured with
+    # 32 + 221 word pieces and 3 special tokens: the 256-piece pairs the teacher was measured with
     defaults: dict[str, Any] = {"max_query_tokens": 32, "max_item_tokens": 221, "max_batch_tokens": 16384}
 
     @classmethod
@@ -76,4 +76,3 @@ class OnnxCrossEncoder(HFCrossEncoder):
 
     def save(self, path: str | Path, fp16: bool = False) -> None:
         raise ValueError(f"{self.source} is an ONNX graph; load it with backend='torch' to save or fine-tune it")
-

@@ -1,7 +1,7 @@
 """A teacher's scores, each (query, document) pair computed once: kept in SQLite keyed by (the teacher's
-fingerprint and truncation, sha1 of the query, sha1 of the document's text), committed a chunk of lists at a time, so a killed
-scoring run resumes where its last commit ended and later trainings read what earlier ones paid for. A changed
-teacher (another fingerprint) never reads another's scores.
+fingerprint and truncation, sha1 of the query, sha1 of the document's text), committed a chunk of lists at a time,
+so a killed scoring run resumes where its last commit ended and later trainings read what earlier ones paid for. A
+changed teacher (other weights, or another truncation) never reads another's scores.
 """
 from __future__ import annotations
 
