@@ -9,7 +9,6 @@ read: the package is located without being imported, and none of its code runs.
 """
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import importlib.util
 import json
@@ -23,6 +22,7 @@ import numpy as np
 
 from .extras import require
 from .files import cache_root, fresh_work_dir, publish
+from .io.records import file_sha256
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")
 
@@ -87,11 +87,7 @@ def packaged_name(name: str) -> str | None:
 
 @lru_cache(maxsize=64)
 def _sha256(path: Path, size: int, mtime_ns: int) -> str:  # size and mtime key the cache: a changed file rehashes
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return file_sha256(path)
 
 
 def packaged_path(name: str) -> Path:

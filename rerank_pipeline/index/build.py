@@ -77,7 +77,7 @@ def build_index(
         encoder_path = resolve_encoder(encoder)
         # a packaged model is recorded by name: its unpacked directory is a cache path on this machine only
         encoder_name = (DEFAULT_ENCODER_NAME if encoder_path == default_encoder_path()
-                        else packaged_name(encoder) if encoder is not None and packaged_name(encoder) else encoder_path)
+                        else packaged_name(encoder) or encoder_path)
         settings = {"bm25": bm25 and bm25_backend, "dense": dense, "faiss": faiss_kind, "encoder": encoder_name,
                     "id_field": id_field, "text_field": text_field, "skip_invalid": skip_invalid,
                     "mice": mice_model.states_fingerprint if mice_model else None}
