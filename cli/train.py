@@ -88,7 +88,7 @@ def train(
         if max_item_tokens:
             extra["max_item_tokens"] = max_item_tokens
         if init == "default":
-            net = load_default("torch", RERANKERS[model.value])
+            net = load_default("torch", model.value)
         elif init is not None:
             net = RERANKERS[model.value].load(init)
         elif model == ModelKind.mice:

@@ -124,7 +124,7 @@ def _validate_reranker(reranker: Any, where: str) -> None:
         raise ConfigError(f"{where}: unknown key(s) {sorted(set(reranker) - _RERANKER_KEYS)}")
     if "cutoff" in reranker:
         _positive_int(reranker["cutoff"], f"{where}.cutoff")
-    from .rerankers.onnx import BACKENDS
+    from .graphs.runtime import BACKENDS
 
     if reranker.get("backend", "torch") not in BACKENDS:
         raise ConfigError(f"{where}.backend must be one of {list(BACKENDS)}, got {reranker['backend']!r}")

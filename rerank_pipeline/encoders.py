@@ -46,8 +46,31 @@ def load_tokenizer(path: str):
     return AutoTokenizer.from_pretrained(path)
 
 
+@lru_cache(maxsize=8)
+def load_fast_tokenizer(path: str):
+    """A model directory's `tokenizer.json` as a bare `tokenizers.Tokenizer` (what the search path tokenizes with:
+    importing transformers takes seconds), with no truncation or padding of its own; the same ids and fingerprint
+    as load_tokenizer's."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(Path(path) / "tokenizer.json"))
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+    return tokenizer
+
+
+def backend_tokenizer(tokenizer):
+    """The `tokenizers.Tokenizer` behind a Hugging Face fast tokenizer, or a bare one itself."""
+    return getattr(tokenizer, "backend_tokenizer", tokenizer)
+
+
 def tokenize_ids(tokenizer, texts, max_length: int = MAX_DOC_TOKENS) -> list[np.ndarray]:
-    """Word-piece ids without special tokens, cut to `max_length`: how documents, candidates and queries are stored."""
+    """Word-piece ids without special tokens, cut to `max_length`: how documents, candidates and queries are stored.
+    `tokenizer`: a Hugging Face fast tokenizer or a bare `tokenizers.Tokenizer` (cutting a single text's ids is
+    what the former's truncation does)."""
+    if not hasattr(tokenizer, "backend_tokenizer"):
+        encodings = tokenizer.encode_batch(list(texts), add_special_tokens=False)
+        return [np.asarray(e.ids[:max_length], dtype=np.int64) for e in encodings]
     ids = tokenizer(list(texts), add_special_tokens=False, truncation=True, max_length=max_length)["input_ids"]
     return [np.asarray(t, dtype=np.int64) for t in ids]
 
@@ -67,7 +90,7 @@ def tokenizer_fingerprint(tokenizer) -> str:
     every rerank call checks the fingerprint."""
     import json
 
-    spec = json.loads(tokenizer.backend_tokenizer.to_str())
+    spec = json.loads(backend_tokenizer(tokenizer).to_str())
     spec.pop("truncation", None)
     spec.pop("padding", None)
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
@@ -79,10 +102,18 @@ def torch_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def gpu_present() -> bool:
+    """Whether an NVIDIA driver is loaded: what decides, without importing torch, that 'auto' backends stay on
+    torch (an accelerator) rather than ONNX Runtime on the CPU."""
+    return Path("/proc/driver/nvidia/version").exists()
+
+
 def tensor_digest(state: dict, prefix: str = "") -> str:
-    """A short hash of named tensors' values (as fp32), e.g. a state dict: identifies a model's weights."""
+    """A short hash of named tensors' values (as fp32), e.g. a state dict: identifies a model's weights. Torch
+    tensors and numpy arrays of the same values (a safetensors file read without torch) hash alike."""
     h = hashlib.sha256(prefix.encode())
     for name, tensor in sorted(state.items()):
         h.update(name.encode())
-        h.update(tensor.detach().float().cpu().numpy().tobytes())
+        values = tensor if isinstance(tensor, np.ndarray) else tensor.detach().float().cpu().numpy()
+        h.update(np.ascontiguousarray(values, dtype=np.float32).tobytes())
     return h.hexdigest()[:16]

@@ -1,8 +1,10 @@
 """Directories that appear whole or not at all: what index builds, ONNX exports and unpacked models share."""
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
+from functools import lru_cache
 from pathlib import Path
 
 
@@ -42,3 +44,22 @@ def publish(work: Path, target: Path, complete: str) -> None:
         shutil.rmtree(work)
     else:
         swap_into_place(work, target)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_digest(path: Path) -> str:
+    """`file_sha256`, computed once per process while the file's size and modification time stay the same."""
+    stat = Path(path).stat()
+    return _cached_sha256(Path(path).resolve(), stat.st_size, stat.st_mtime_ns)
+
+
+@lru_cache(maxsize=64)
+def _cached_sha256(path: Path, size: int, mtime_ns: int) -> str:  # size and mtime key the cache: a change rehashes
+    return file_sha256(path)

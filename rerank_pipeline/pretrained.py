@@ -15,14 +15,13 @@ import json
 import shutil
 from collections import defaultdict
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
 from .extras import require
 from .files import cache_root, fresh_work_dir, publish
-from .io.records import file_sha256
+from .files import file_digest
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")
 
@@ -85,11 +84,6 @@ def packaged_name(name: str) -> str | None:
     return name if name in PACKAGED else None
 
 
-@lru_cache(maxsize=64)
-def _sha256(path: Path, size: int, mtime_ns: int) -> str:  # size and mtime key the cache: a changed file rehashes
-    return file_sha256(path)
-
-
 def packaged_path(name: str) -> Path:
     """The folder of a packaged model, every file checked against its pinned sha256."""
     model = PACKAGED[packaged_name(name) or name]
@@ -112,8 +106,7 @@ def verify_files(folder: Path, model: PackagedModel) -> None:
         path = folder / file
         if not path.is_file():
             raise FileNotFoundError(f"{path}: missing ({model.name} from {model.package}=={model.version})")
-        stat = path.stat()
-        if _sha256(path, stat.st_size, stat.st_mtime_ns) != digest:
+        if file_digest(path) != digest:
             raise ValueError(f"{path}: sha256 differs from the one pinned for {model.name}; reinstall "
                              f"{model.package}=={model.version}")
 

@@ -32,7 +32,7 @@ def test_group_input_and_pooling_matrix_follow_algorithms_1_and_2():
     g = build_group(0, ids(7, 8), items, np.arange(3), CLS, SEP)
     assert g.input_ids.tolist() == [CLS, 7, 8, SEP, 10, 20, 30, 40, 50]  # [CLS] q [SEP] sorted union
     batch = collate([g], offsets=[5])
-    cols, items, pos = batch.tok_col.numpy(), batch.tok_item.numpy(), batch.tok_pos.numpy()
+    cols, items, pos = batch.tok_col, batch.tok_item, batch.tok_pos
     query_part = set(range(1, int(batch.n_query[0])))
     selected = [query_part | set(cols[items == j].tolist()) for j in range(3)]
     # query tokens (1, 2) and [SEP] (3), not [CLS] (0), plus each item's union positions; repeats pooled once
@@ -334,3 +334,20 @@ def test_pointwise_export_scores_the_same_in_sentence_transformers(tiny_encoder,
     ours = [r["score"] for r in sorted(model.rank("patagonia japan", docs), key=lambda r: r["corpus_id"])]
     peer = CrossEncoder(str(tmp_path / "hf"), device="cpu", activation_fn=torch.nn.Identity())
     np.testing.assert_allclose(peer.predict([("patagonia japan", d) for d in docs]), ours, rtol=1e-3, atol=1e-4)
+
+
+def test_small_lists_pack_in_plain_python_exactly_as_compiled(monkeypatch):
+    from rerank_pipeline.rerankers.crossjem import packing
+
+    rng = np.random.default_rng(3)
+    queries = [rng.integers(1000, 1100, 4) for _ in range(3)]
+    lists = [[rng.integers(1000, 1400, rng.integers(1, 30)) for _ in range(n)] for n in (5, 80, 200)]
+    packs = {}
+    for threshold in (0, 10 ** 9):  # every list compiled / every list in plain Python
+        monkeypatch.setattr(packing, "NUMBA_MIN_TOKENS", threshold)
+        packs[threshold] = pack(queries, lists, 64, CLS, SEP, refine=True)
+    assert len(packs[0]) == len(packs[10 ** 9]) > 3
+    for a, b in zip(packs[0], packs[10 ** 9]):
+        assert a.query == b.query and a.n_query == b.n_query
+        for field in ("items", "input_ids", "item_rows", "item_cols", "item_token_pos"):
+            assert getattr(a, field).tolist() == getattr(b, field).tolist()

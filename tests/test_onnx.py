@@ -11,6 +11,7 @@ pytest.importorskip("onnxruntime")
 
 from rerank_pipeline.config import ConfigError, validate_config  # noqa: E402
 from rerank_pipeline.rerankers import MICE, CrossJEM, PointwiseCrossEncoder, Reranker  # noqa: E402
+from rerank_pipeline.graphs import export as graph_export  # noqa: E402
 from rerank_pipeline.rerankers import onnx as onnx_backend  # noqa: E402
 
 
@@ -62,6 +63,31 @@ def test_onnx_scores_equal_torch_and_int8_keeps_the_ranking(models, name):
         assert np.corrcoef(got, want)[0, 1] > 0.95
 
 
+@pytest.mark.parametrize("backend", ["onnx", "onnx-int8"])
+def test_the_torch_free_crossjem_scores_as_the_torch_reranker_on_the_same_graph(models, backend):
+    from rerank_pipeline.rerankers.crossjem.runtime import CrossJEMGraph
+
+    assert CrossJEMGraph.load_if_exported(models["crossjem"], backend) is None  # nothing exported yet
+    torch_model = Reranker.load(models["crossjem"], backend=backend)  # exports the encoder's graph
+    graph = CrossJEMGraph.load_if_exported(models["crossjem"], backend)
+    assert graph.fingerprint == torch_model.fingerprint and graph.backend == backend
+    assert CrossJEMGraph.load_if_exported(models["crossjem"], "torch") is None
+    queries, items = lists(4)
+    items[0] = [np.arange(1000 + 50 * i, 1040 + 50 * i) for i in range(12)]  # a union over capacity: 2+ groups
+    for a, b in zip(torch_model.score_ids(queries, items), graph.score_ids(queries, items)):
+        np.testing.assert_allclose(b, a.astype(np.float64), atol=1e-5)
+
+
+def test_a_cls_pooled_encoder_with_a_query_prompt_encodes_the_same_without_torch():
+    from rerank_pipeline.retrievers import dense
+
+    prompt = dense.query_prompt("bge-small-en-v1.5")
+    assert prompt.startswith("Represent this sentence") and dense.query_prompt(None) == ""
+    texts = [prompt + t for t in ("patagonia japan", "what do sea turtles eat in the open ocean", "x")]
+    np.testing.assert_allclose(dense.onnx_query_encoder("bge-small-en-v1.5")(texts),
+                               dense.encode(texts, "bge-small-en-v1.5"), atol=1e-5)
+
+
 def test_mice_on_onnx_reads_the_document_states_an_index_stores_for_its_torch_weights(models):
     torch_model, onnx = Reranker.load(models["mice"], "cpu"), Reranker.load(models["mice"], backend="onnx")
     assert onnx.states_fingerprint == torch_model.states_fingerprint  # stored states stay valid on either backend
@@ -74,8 +100,8 @@ def test_export_is_cached_per_weights_and_redone_when_they_change(models, cache,
     Reranker.load(models["crossjem"], backend="onnx")
     exported = sorted(p.name for p in cache.iterdir())
     assert len(exported) == 1 and (cache / exported[0] / "model.onnx").is_file()
-    real_export = onnx_backend.export
-    monkeypatch.setattr(onnx_backend, "export", lambda *a: pytest.fail("exported the same weights again"))
+    real_export = graph_export.export
+    monkeypatch.setattr(graph_export, "export", lambda *a: pytest.fail("exported the same weights again"))
     Reranker.load(models["crossjem"], backend="onnx")
     Reranker.load(models["crossjem"], backend="onnx-int8")  # quantizes the cached export, no new export
     assert sorted(p.name for p in (cache / exported[0]).iterdir()) == ["model.int8.onnx", "model.onnx"]
@@ -83,7 +109,7 @@ def test_export_is_cached_per_weights_and_redone_when_they_change(models, cache,
 
     ops = {n.op_type for n in onnx.load(cache / exported[0] / "model.int8.onnx").graph.node}
     assert "MatMulInteger" in ops and "DynamicQuantizeLinear" in ops  # int8 matrix products
-    monkeypatch.setattr(onnx_backend, "export", real_export)
+    monkeypatch.setattr(graph_export, "export", real_export)
     changed = Reranker.load(models["crossjem"], "cpu")
     with torch.no_grad():
         changed.network.head.bias.add_(1.0)
@@ -170,7 +196,7 @@ def test_a_server_defaults_to_auto_where_the_config_names_no_backend(models, dem
     assert served_backend(configs["plain"], "torch") == ("torch", "torch")  # --backend overrides both
     assert dense._query_runtime["backend"] == "torch"  # ... and the query encoder's
     served_backend(configs["plain"])
-    assert dense._query_runtime["backend"] == "onnx"
+    assert dense._query_runtime["backend"] == "auto"
 
 
 def test_queries_encode_the_same_on_onnx_and_are_remembered_within_a_bound(monkeypatch):

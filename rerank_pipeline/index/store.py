@@ -131,7 +131,7 @@ class Index:
 
     def staleness(self) -> str | None:
         """Why the index no longer matches its corpus file (changed or gone), or None if it still does."""
-        from ..io.records import file_sha256
+        from ..files import file_sha256
 
         if self.manifest["corpus"].get("updates"):
             return None  # updated with --add/--delete: the corpus file was only its starting point

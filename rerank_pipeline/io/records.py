@@ -7,13 +7,14 @@ the problems that were skipped).
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
+
+from ..files import file_sha256
 
 # Fields tried in order when the caller names none: pyserini, BEIR, and plain shapes.
 ID_FIELDS = ("_id", "id", "docid", "doc_id", "qid", "query_id")
@@ -61,14 +62,6 @@ class RecordSet:
     sha256: str = ""
     empty: int = 0  # records kept with empty text (allow_empty)
     title_only: int = 0  # records with a title and no text field: their title is their text
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 COMPRESSED = (".gz", ".zst")

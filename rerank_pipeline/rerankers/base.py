@@ -8,18 +8,15 @@ from __future__ import annotations
 import json
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 
-from ..encoders import load_tokenizer, quiet_transformers, resolve_encoder, tensor_digest, tokenize_ids, torch_device
-from ..pipeline import Stage
-from ..types import DocSource, Queries, QueryInput, Run, as_queries, split_by
+from ..encoders import load_tokenizer, quiet_transformers, resolve_encoder, tensor_digest, torch_device
+from .scorer import Scorer
 
 CONFIG_FILE = "rerank_config.json"
-CPU_BATCH_TOKENS = 2048
-TRIM_EVERY = 4  # batches between trims (trimmed): every batch bounds a little lower and costs ~6% more time
 
 
 def load_encoder(path: str, pretrained: bool = True):
@@ -44,15 +41,10 @@ def keep_layers(encoder: torch.nn.Module, layers: int | None) -> torch.nn.Module
     return encoder
 
 
-class Reranker(Stage):
-    """Rescores each query's candidates. Subclasses implement `logits` (differentiable, used by training too)."""
+class Reranker(Scorer):
+    """A torch reranker. Subclasses implement `logits` (differentiable, used by training too)."""
 
-    kind: str = "reranker"
-    defaults: dict[str, Any] = {}
     cpu_backend = "torch"  # what backend 'auto' runs on the CPU (onnx.resolve); set only where onnx_parts exist
-    # Candidates of one list handled together at most, where a family holds more than a batch of them at once
-    # (CROSS-JEM's packing, MICE's document states): a call's memory then stays bounded however long the lists.
-    chunk_items = 1024
 
     def __init__(self, network: torch.nn.Module, tokenizer, config: dict[str, Any], device: str | None = None):
         self.network, self.tokenizer = network, tokenizer
@@ -79,21 +71,9 @@ class Reranker(Stage):
         encoder_module = keep_layers(load_encoder(path), layers)
         return cls(cls.build_network(encoder_module, config), load_tokenizer(path), config, device)
 
-    def list_chunks(self, candidates: Sequence[Sequence[np.ndarray]]):
-        """(start, every list's candidates start .. start + chunk_items) until the longest list is covered."""
-        for start in range(0, max(map(len, candidates), default=0), self.chunk_items):
-            yield start, [c[start:start + self.chunk_items] for c in candidates]
-
-    @property
-    def batch_tokens(self) -> int:
-        """Padded tokens per encoder batch: the config's on an accelerator, at most CPU_BATCH_TOKENS on the CPU,
-        where smaller batches run faster (700 titles, pointwise, 2 cores: 2.3 s at 16,384, 1.6 s at 2,048)."""
-        budget = self.config["max_batch_tokens"]
-        return budget if not self.device.startswith("cpu") else min(budget, CPU_BATCH_TOKENS)
-
     def onnx_parts(self) -> list:
         """What an ONNX backend replaces (onnx.OnnxPart each; none: the family has no ONNX backend)."""
-        from .onnx import encoder_part
+        from ..graphs.export import encoder_part
 
         return [encoder_part(self.network, "encoder")]
 
@@ -178,13 +158,6 @@ class Reranker(Stage):
         raise NotImplementedError(f"{cls.kind} has no shipped default model")
 
     # ---- scoring ---------------------------------------------------------------------------------------------
-    def tokenize_queries(self, texts: Sequence[str]) -> list[np.ndarray]:
-        return tokenize_ids(self.tokenizer, texts, self.config["max_query_tokens"])
-
-    def truncate_items(self, items: Sequence[np.ndarray]) -> list[np.ndarray]:
-        n = self.config["max_item_tokens"]
-        return [np.asarray(t[:n], dtype=np.int64) for t in items]
-
     def logits(self, query_ids: Sequence[np.ndarray], candidates: Sequence[Sequence[np.ndarray]],
                max_batch_tokens: int | None = None) -> list[torch.Tensor]:
         """One logit tensor per query (its candidates in order); differentiable unless under inference_mode."""
@@ -215,58 +188,8 @@ class Reranker(Stage):
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return torch.autocast("cpu", enabled=False)
 
-    def transform(self, queries: Queries, run: Run | None = None) -> Run:
-        qids, docids, texts = self.candidates(queries, run)
-        return Run.from_scores(qids, docids, self.score_docs(texts, docids, run.docs), run.docs)
-
-    def score_docs(self, query_texts: Sequence[str], docids: Sequence[Sequence[str]],
-                   docs: DocSource) -> list[np.ndarray]:
-        """Scores of each query's documents (ids in `docs`), reading stored token ids where the index has them."""
-        tokens = docs.token_ids([d for ds in docids for d in ds], self.tokenizer)
-        return self.score_ids(self.tokenize_queries(query_texts), split_by(tokens, map(len, docids)))
-
-    def rerank(self, queries: QueryInput, run: Run, docs: DocSource | dict[str, str] | None = None) -> Run:
-        """Rescore a candidate run (e.g. read from a TREC file); `docs` maps doc ids to text if the run has none."""
-        from ..index.docstore import TextDocs
-
-        if docs is not None:
-            run = Run.from_sorted(run.rankings, docs if not isinstance(docs, dict) else TextDocs(docs))
-        return self.transform(as_queries(queries), run)
-
 
 def device_for_backend(backend: str, device: str | None = None) -> str | None:
     """ONNX backends run on the CPU: that is where their reranker's torch parts must live too ('auto' goes where
     the model would: an accelerator if there is one)."""
     return "cpu" if backend not in ("torch", "auto") and device is None else device
-
-
-_libc_trim = None
-
-
-def trimmed(batches: Iterable, device: str, every: int = TRIM_EVERY) -> Iterator:
-    """`batches`, handing the heap's freed memory back to the OS every `every` batches on the CPU. glibc keeps
-    what a batch frees, and batches of varying shapes fragment it: without this, scoring 4,000 DL19 passages grew a
-    process by 400 MiB whatever the token budget (benchmarks/results/memory.md). No-op without glibc."""
-    global _libc_trim
-    if _libc_trim is None:
-        import ctypes
-
-        try:
-            _libc_trim = ctypes.CDLL("libc.so.6").malloc_trim
-        except (OSError, AttributeError):
-            _libc_trim = False
-    for i, batch in enumerate(batches, 1):
-        yield batch
-        if _libc_trim and device.startswith("cpu") and i % every == 0:
-            _libc_trim(0)
-
-
-def budget_batches(sorted_lengths: Sequence[int], budget: int):
-    """Index ranges over ascending lengths whose padded size (count x longest) stays within `budget` tokens."""
-    start = 0
-    while start < len(sorted_lengths):
-        end = start + 1
-        while end < len(sorted_lengths) and sorted_lengths[end] * (end - start + 1) <= budget:
-            end += 1
-        yield np.arange(start, end)
-        start = end

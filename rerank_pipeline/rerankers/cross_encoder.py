@@ -17,7 +17,7 @@ from typing import Any
 from ..encoders import load_tokenizer, torch_device
 from ..pretrained import hf_directory, packaged_name, packaged_path
 from .hf import HFCrossEncoder, SequenceClassifier
-from .onnx import OnnxModule
+from ..graphs.export import OnnxModule
 
 TEACHER = "ms-marco-minilm-l12"
 

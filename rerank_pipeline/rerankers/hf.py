@@ -75,7 +75,7 @@ class HFCrossEncoder(PointwiseCrossEncoder):
         return reranker.with_backend(backend)
 
     def onnx_parts(self):
-        from .onnx import TEXT_INPUTS, encoder_part
+        from ..graphs.export import TEXT_INPUTS, encoder_part
 
         return [encoder_part(self.network, "model", TEXT_INPUTS if self.network.takes_types else TEXT_INPUTS[:2],
                              "logits")]

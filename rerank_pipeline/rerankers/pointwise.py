@@ -11,7 +11,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .base import Reranker, budget_batches, trimmed
+from .base import Reranker
+from .scorer import budget_batches, trimmed
 
 
 class PointwiseNetwork(nn.Module):

@@ -1,6 +1,7 @@
 """Dense first stage: a sentence-transformers dual encoder over a FAISS index of normalised embeddings."""
 from __future__ import annotations
 
+import json
 import threading
 from collections import OrderedDict
 from functools import lru_cache
@@ -8,8 +9,11 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+from tokenizers import Tokenizer
 
-from ..encoders import quiet_transformers, resolve_encoder, tensor_digest, torch_device
+from ..encoders import gpu_present, quiet_transformers, resolve_encoder, torch_device
+from ..files import file_digest
+from ..graphs.runtime import cached_graph, onnx_installed, session
 from ..pipeline import Retriever
 from ..types import Queries, Run
 
@@ -35,52 +39,96 @@ def encode(texts: Sequence[str], encoder: str | None = None, batch_size: int = 1
 QUERY_MEMORY = 4096  # query embeddings remembered per process
 _queries: OrderedDict[tuple[str | None, str], np.ndarray] = OrderedDict()
 _queries_lock = threading.Lock()
-_query_runtime = {"backend": "torch"}
+_query_runtime = {"backend": "auto"}
 
 
 def use_query_backend(backend: str) -> str:
-    """Where `encode_queries` runs the dual encoder's transformer, process-wide: 'torch', or 'auto': ONNX Runtime
-    fp32 on the CPU when the [onnx] extra is installed (a server's latency path; the same embeddings to 1e-6).
-    Returns the backend in use."""
-    from ..rerankers.onnx import onnx_installed
+    """Where `encode_queries` runs the dual encoder, process-wide: 'torch' (sentence-transformers), or 'auto' (the
+    default): ONNX Runtime fp32 on the CPU, without torch, wherever the graph is exported or the [onnx] extra can
+    export it (the same embeddings to 1e-6). Returns the backend in use for the default encoder."""
+    _query_runtime["backend"] = "torch" if backend == "torch" else "auto"
+    return "onnx" if _on_onnx(None) else "torch"
 
-    use = "onnx" if backend != "torch" and torch_device() == "cpu" and onnx_installed() else "torch"
-    _query_runtime["backend"] = use
-    return use
+
+def _on_onnx(encoder: str | None) -> bool:
+    import importlib.util
+
+    if _query_runtime["backend"] == "torch" or gpu_present() or importlib.util.find_spec("onnxruntime") is None:
+        return False
+    return cached_graph(query_graph_fingerprint(resolve_encoder(encoder)), "onnx") is not None or onnx_installed()
+
+
+class SentenceGraph:
+    """A sentence-transformers dual encoder without torch: its tokenizer (`tokenizers`), its transformer as an ONNX
+    graph, and the pooling (mean or [CLS]) and normalisation its directory's modules.json names, in numpy. A CLI
+    search encodes its query with this and never imports torch (importing it and sentence-transformers takes
+    seconds); the embeddings equal sentence-transformers' to 1e-6 (tests/test_dense.py)."""
+
+    def __init__(self, directory: str | Path, graph: Path):
+        directory = Path(directory)
+        self.session = session(graph)
+        self.inputs = [i.name for i in self.session.get_inputs()]
+        self.tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))  # its own copy: padding is set here
+        settings = _json(directory / "sentence_bert_config.json")
+        self.tokenizer.enable_truncation(settings.get("max_seq_length", 512))
+        self.tokenizer.enable_padding(pad_id=self.tokenizer.token_to_id("[PAD]") or 0)
+        modules = [m["type"].rsplit(".", 1)[-1] for m in _json(directory / "modules.json", [])]
+        pooling = next((_json(directory / m["path"] / "config.json") for m in _json(directory / "modules.json", [])
+                        if m["type"].endswith("Pooling")), {})
+        self.cls = bool(pooling.get("pooling_mode_cls_token"))
+        if not self.cls and not pooling.get("pooling_mode_mean_tokens", True):
+            raise ValueError(f"{directory}: only mean or [CLS] pooling runs on ONNX Runtime; use the torch backend")
+        self.normalize = "Normalize" in modules
+
+    def __call__(self, texts: Sequence[str], batch_size: int = 128) -> np.ndarray:
+        out = []
+        for start in range(0, len(texts), batch_size):
+            encodings = self.tokenizer.encode_batch(list(texts[start:start + batch_size]))
+            feeds = {"input_ids": [e.ids for e in encodings], "attention_mask": [e.attention_mask for e in encodings],
+                     "token_type_ids": [e.type_ids for e in encodings]}
+            feeds = {k: np.asarray(feeds[k], dtype=np.int64) for k in self.inputs}
+            hidden = self.session.run(None, feeds)[0]
+            if self.cls:
+                pooled = hidden[:, 0]
+            else:
+                mask = np.asarray([e.attention_mask for e in encodings], dtype=np.float32)[..., None]
+                pooled = (hidden * mask).sum(1) / np.maximum(mask.sum(1), 1e-9)
+            if self.normalize:
+                pooled = pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+            out.append(pooled)
+        return np.ascontiguousarray(np.concatenate(out), dtype=np.float32)
+
+
+def _json(path: Path, missing=None):
+    return json.loads(path.read_text()) if path.is_file() else ({} if missing is None else missing)
+
+
+def query_graph_fingerprint(directory: str | Path) -> str:
+    """What the dual encoder's exported graph is cached under: its weights file's digest (readable without torch)."""
+    return "dual-" + file_digest(Path(directory) / "model.safetensors")[:16]
 
 
 @lru_cache(maxsize=4)
-def onnx_query_encoder(name_or_path: str | None = None):
-    """The dual encoder with its transformer on ONNX Runtime (exported once per weights, as rerankers are): one
-    short query in 2.4 ms instead of 7.1 on 2 cores, where torch's per-layer overhead is most of the time. The
-    model's own tokenizer, pooling and normalisation modules run around it."""
-    from ..rerankers.onnx import TEXT_INPUTS, OnnxModule, cached_model, encoder_part
+def onnx_query_encoder(name_or_path: str | None = None) -> SentenceGraph:
+    """The dual encoder on ONNX Runtime: the graph cached for its weights, exported first (with torch, once per
+    weights, as rerankers' are) when there is none. One short query in 2.4 ms instead of 7.1 on 2 cores, where
+    torch's per-layer overhead is most of the time."""
+    directory = resolve_encoder(name_or_path)
+    fingerprint = query_graph_fingerprint(directory)
+    graph = cached_graph(fingerprint, "onnx")
+    if graph is None:
+        from ..graphs.export import TEXT_INPUTS, cached_model, encoder_part
 
-    model = load_dual_encoder(name_or_path)
-    preprocess = getattr(model, "preprocess", None) or model.tokenize  # `tokenize` is deprecated in newer releases
-    transformer = model[0].auto_model
-    part = encoder_part(model[0], "auto_model", tuple(k for k in TEXT_INPUTS if k in preprocess(["x"])))
-    session = OnnxModule(cached_model(part, tensor_digest(transformer.state_dict(), "dual"), "onnx"), part)
-
-    def encode_onnx(texts: Sequence[str], batch_size: int) -> np.ndarray:
-        import torch
-
-        out = []
-        with torch.inference_mode():
-            for start in range(0, len(texts), batch_size):
-                features = preprocess(list(texts[start:start + batch_size]))
-                features["token_embeddings"] = session(**features).last_hidden_state
-                for module in list(model)[1:]:
-                    features = module(features)
-                out.append(features["sentence_embedding"].numpy())
-        return np.ascontiguousarray(np.concatenate(out), dtype=np.float32)
-
-    return encode_onnx
+        model = load_dual_encoder(name_or_path)
+        preprocess = getattr(model, "preprocess", None) or model.tokenize  # `tokenize` is deprecated in newer releases
+        part = encoder_part(model[0], "auto_model", tuple(k for k in TEXT_INPUTS if k in preprocess(["x"])))
+        graph = cached_model(part, fingerprint, "onnx")
+    return SentenceGraph(directory, graph)
 
 
 def query_prompt(encoder: str | None) -> str:
     """What the model prepends to queries (its sentence-transformers `prompts['query']`; '' for MiniLM)."""
-    return (load_dual_encoder(encoder).prompts or {}).get("query", "")
+    return _json(Path(resolve_encoder(encoder)) / "config_sentence_transformers.json").get("prompts", {}).get("query", "")
 
 
 def encode_queries(texts: Sequence[str], encoder: str | None = None, batch_size: int = 128) -> np.ndarray:
@@ -92,7 +140,7 @@ def encode_queries(texts: Sequence[str], encoder: str | None = None, batch_size:
         known = {t: _queries[(encoder, t)] for t in texts if (encoder, t) in _queries}
     missing = [t for t in dict.fromkeys(texts) if t not in known]
     if missing:
-        on_onnx = _query_runtime["backend"] == "onnx"
+        on_onnx = _on_onnx(encoder)
         prompted = [query_prompt(encoder) + t for t in missing]  # e.g. bge's instruction for short queries
         known.update(zip(missing, onnx_query_encoder(encoder)(prompted, batch_size) if on_onnx else
                          encode(prompted, encoder, batch_size)))

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from ..pipeline import Chain, Cutoff, Stage
+from ..rerankers.crossjem.packing import compile_kernels
 from ..types import Queries, Run
 from .batcher import MicroBatcher, Overloaded
 from .clicklog import ClickLogUnavailable
@@ -113,8 +114,7 @@ def create_app(index, systems: dict[str, Stage], mode: str = "single", limits: L
     async def lifespan(app):
         # One query through every system before serving: models load and JIT code compiles now, not in the first
         # user's request (the server answers /healthz only after this).
-        import asyncio
-
+        await asyncio.get_running_loop().run_in_executor(None, compile_kernels)  # CROSS-JEM's, for long lists
         # Queries that match (words of the index's own documents), one at a time and then as a batch, so every
         # stage runs on real candidates: a query matching nothing would skip BM25's top-k and the reranker.
         warm = index.docstore.sample_queries() if index is not None else ["warm up"]

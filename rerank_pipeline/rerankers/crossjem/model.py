@@ -1,6 +1,7 @@
 """The CROSS-JEM network: a BERT-family encoder, selective mean pooling per candidate, one shared linear head."""
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import torch
@@ -17,6 +18,11 @@ def sinusoidal_table(n_positions: int, dim: int) -> torch.Tensor:
     table[:, 0::2] = torch.sin(pos * freq)
     table[:, 1::2] = torch.cos(pos * freq)
     return table
+
+
+def on_device(batch: Batch, device: str) -> Batch:
+    """The batch with its buffer as one torch tensor on `device` (one copy)."""
+    return dataclasses.replace(batch, buffer=torch.from_numpy(batch.buffer).to(device, non_blocking=True))
 
 
 class CrossJEMNetwork(nn.Module):

@@ -12,10 +12,9 @@ sorted by length so that padding stays small.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
-import torch
 
 
 @dataclass
@@ -41,15 +40,32 @@ def _token_codes(items: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, n
     return lens, (np.cumsum(present) - 1)[flat], np.flatnonzero(present)
 
 
-def _njit(fn):
-    try:
-        from numba import njit
-    except ImportError:  # numba is a dependency; plain Python gives the same groups, only slower
-        return fn
-    return njit(cache=True, nogil=True)(fn)
+# Below this many candidate tokens in a list the grouping kernels run as plain Python (~25 ms for 100 titles):
+# importing numba and loading its cached machine code costs ~1 s in a fresh process, i.e. most of a CLI search.
+NUMBA_MIN_TOKENS = 2048
 
 
-@_njit
+class _Kernel:
+    """A grouping kernel: `kernel(fast)` is the function compiled by numba (once, cached on disk) or, for small
+    lists, the function itself. Both give the same results; `kernel.py_func` is the Python one."""
+
+    def __init__(self, fn):
+        self.py_func, self._compiled = fn, None
+
+    def __call__(self, fast: bool):
+        if not fast:
+            return self.py_func
+        if self._compiled is None:
+            try:
+                from numba import njit
+            except ImportError:  # numba is a dependency; plain Python gives the same groups, only slower
+                self._compiled = self.py_func
+            else:
+                self._compiled = njit(cache=True, nogil=True)(self.py_func)
+        return self._compiled
+
+
+@_Kernel
 def _distinct_per_item(lens, codes, n_tokens):  # pragma: no cover - compiled
     """Each item's distinct codes in order of first occurrence, as CSR (ptr, codes), with each one's first
     position inside its item (Appendix F). A token repeated in an item occupies one union position."""
@@ -71,7 +87,7 @@ def _distinct_per_item(lens, codes, n_tokens):  # pragma: no cover - compiled
     return ptr, out[:k], pos[:k]
 
 
-@_njit
+@_Kernel
 def _union_layout(ptr, codes, group_of, n_groups, n_tokens):  # pragma: no cover - compiled
     """Per group, its sorted union of codes (CSR: union_ptr, union_codes), and for every distinct (item, token)
     entry the token's index in its group's union."""
@@ -97,7 +113,7 @@ def _union_layout(ptr, codes, group_of, n_groups, n_tokens):  # pragma: no cover
     return union_ptr, union_codes[:m], index
 
 
-@_njit
+@_Kernel
 def _greedy_groups(ptr, codes, n_tokens, capacity):  # pragma: no cover - compiled
     """The two passes of `group_candidates` over token bitmaps; returns each item's group id (0..G-1, surviving
     groups in order of creation)."""
@@ -164,7 +180,7 @@ def _greedy_groups(ptr, codes, n_tokens, capacity):  # pragma: no cover - compil
     return group_of
 
 
-@_njit
+@_Kernel
 def _refine_groups(ptr, codes, group_of, n_groups, n_tokens, capacity):  # pragma: no cover - compiled
     """Local search after the greedy grouping: each item moves to the group where it costs the fewest new tokens,
     when that is fewer than the tokens only it holds in its own group (and the union still fits), until no move
@@ -232,16 +248,25 @@ def group_candidates(items: Sequence[np.ndarray], capacity: int, refine: bool = 
 
 
 def _group_of(items: Sequence[np.ndarray], capacity: int, refine: bool = False):
-    """Each item's group id, plus what packing reuses: the distinct-token CSR, first positions, code -> id."""
+    """Each item's group id, plus what packing reuses: the distinct-token CSR, first positions, code -> id, and
+    whether the compiled kernels ran."""
     lens, codes, vocab = _token_codes(items)
-    ptr, distinct, first_pos = _distinct_per_item(lens, codes, len(vocab))
+    fast = len(codes) >= NUMBA_MIN_TOKENS
+    ptr, distinct, first_pos = _distinct_per_item(fast)(lens, codes, len(vocab))
     if len(vocab) <= capacity:
         group_of = np.zeros(len(items), np.int64)
     else:
-        group_of = _greedy_groups(ptr, distinct, len(vocab), capacity)
+        group_of = _greedy_groups(fast)(ptr, distinct, len(vocab), capacity)
         if refine:
-            group_of = _refine_groups(ptr, distinct, group_of, int(group_of.max()) + 1, len(vocab), capacity)
-    return group_of, ptr, distinct, first_pos, vocab
+            group_of = _refine_groups(fast)(ptr, distinct, group_of, int(group_of.max()) + 1, len(vocab), capacity)
+    return group_of, ptr, distinct, first_pos, vocab, fast
+
+
+def compile_kernels() -> None:
+    """Compile the grouping kernels now (or load them from numba's disk cache): a server does this before it
+    reports ready, so its first long list does not pay the ~1 s that short lists avoid by running in Python."""
+    items = [np.arange(start, start + 40) for start in range(1000, 1000 + 2 * NUMBA_MIN_TOKENS, 40)]
+    _pack_list(0, np.arange(3), items, 64, 1, 2, refine=True)
 
 
 def _split_points(group_of: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -263,9 +288,9 @@ def _pack_list(q: int, qids: np.ndarray, items: Sequence[np.ndarray], capacity: 
                refine: bool) -> list[Group]:
     """`pack` for one query's items."""
     groups = []
-    group_of, ptr, distinct, first_pos, vocab = _group_of(items, capacity, refine)
+    group_of, ptr, distinct, first_pos, vocab, fast = _group_of(items, capacity, refine)
     n_groups = int(group_of.max()) + 1
-    union_ptr, union_codes, union_index = _union_layout(ptr, distinct, group_of, n_groups, len(vocab))
+    union_ptr, union_codes, union_index = _union_layout(fast)(ptr, distinct, group_of, n_groups, len(vocab))
     order, cuts = _split_points(group_of)
     # The distinct-token entries of the items in `order`, and each entry's row (item rank in its group).
     counts = (ptr[1:] - ptr[:-1])[order]
@@ -287,22 +312,23 @@ def _pack_list(q: int, qids: np.ndarray, items: Sequence[np.ndarray], capacity: 
 class Batch:
     """A padded batch of groups and its pooling as index arrays (no dense [B, N, L] matrix): every pooled union
     token once, as (row, item, column, in-item position); the query part is shared by all items of a row. All of
-    it lives in one int64 buffer, so moving a batch to the device is one copy."""
-    buffer: torch.Tensor
+    it lives in one int64 buffer (numpy here; model.on_device makes it one torch tensor, a single copy to a GPU),
+    and every field is a view of it."""
+    buffer: Any                   # np.ndarray, or a torch.Tensor on the model's device
     rows: int                     # B
     length: int                   # L
     n_items: int                  # N: most candidates in one group (rows padded to it)
     n_tokens: int                 # T: pooled union tokens in the whole batch
     n_slots: int                  # S: candidates in the whole batch
 
-    def _part(self, k: int) -> torch.Tensor:
+    def _part(self, k: int):
         b, l, t, s = self.rows, self.length, self.n_tokens, self.n_slots
-        sizes = (b * l, b * l, b * l, b, t, t, t, t, s, s)
-        return self.buffer.split(sizes)[k]
+        ends = np.cumsum((b * l, b * l, b * l, b, t, t, t, t, s, s))
+        return self.buffer[(ends[k - 1] if k else 0):ends[k]]
 
-    input_ids = property(lambda self: self._part(0).view(self.rows, self.length))
-    attention_mask = property(lambda self: self._part(1).view(self.rows, self.length))
-    token_type_ids = property(lambda self: self._part(2).view(self.rows, self.length))  # 0: [CLS] q [SEP]; 1: union
+    input_ids = property(lambda self: self._part(0).reshape(self.rows, self.length))
+    attention_mask = property(lambda self: self._part(1).reshape(self.rows, self.length))
+    token_type_ids = property(lambda self: self._part(2).reshape(self.rows, self.length))  # 0: [CLS] q [SEP]; 1: union
     n_query = property(lambda self: self._part(3))    # [B]: len([CLS] q [SEP]); positions 1 .. n_query-1 pooled
     tok_row = property(lambda self: self._part(4))    # [T]: the row of each pooled union token
     tok_item = property(lambda self: self._part(5))   # [T]: ... the item (0 .. N-1) in its group that pools it
@@ -310,10 +336,6 @@ class Batch:
     tok_pos = property(lambda self: self._part(7))    # [T]: ... its first position inside the item (Appendix F)
     slot = property(lambda self: self._part(8))       # [S]: row * N + item of every real candidate, group order
     target = property(lambda self: self._part(9))     # [S]: where its score goes in the flat output of the call
-
-    def to(self, device) -> "Batch":
-        return Batch(self.buffer.to(device, non_blocking=True), self.rows, self.length, self.n_items, self.n_tokens,
-                     self.n_slots)
 
 
 def collate(groups: Sequence[Group], offsets: Sequence[int] | None = None) -> Batch:
@@ -337,17 +359,20 @@ def collate(groups: Sequence[Group], offsets: Sequence[int] | None = None) -> Ba
                for f in ("item_rows", "item_cols", "item_token_pos")),
              np.concatenate([i * n_items + np.arange(len(g.items)) for i, g in enumerate(groups)]),
              np.concatenate([s + g.items for s, g in zip(starts, groups)]).astype(np.int64, copy=False)]
-    buffer = torch.from_numpy(np.concatenate(parts))
-    return Batch(buffer, b, seq, n_items, len(parts[4]), len(parts[8]))
+    return Batch(np.concatenate(parts), b, seq, n_items, len(parts[4]), len(parts[8]))
 
 
-def batches(groups: Sequence[Group], max_tokens: int, max_groups: int = 64) -> list[list[Group]]:
-    """Length-sorted batches holding at most `max_tokens` padded tokens (B x L) and `max_groups` groups."""
-    order = sorted(range(len(groups)), key=lambda i: len(groups[i].input_ids))
+def batches(groups: Sequence[Group], max_tokens: int, max_groups: int = 64,
+            per_query: bool = False) -> list[list[Group]]:
+    """Length-sorted batches holding at most `max_tokens` padded tokens (B x L) and `max_groups` groups.
+    `per_query`: no batch mixes queries. Dynamic int8 scales a batch's activations by its largest value, so a
+    query's scores would otherwise move (about 0.1 of a logit) with whatever was batched beside it."""
+    order = sorted(range(len(groups)), key=lambda i: (groups[i].query if per_query else 0, len(groups[i].input_ids)))
     out, current, longest = [], [], 0
     for i in order:
         length = len(groups[i].input_ids)
-        if current and (max(longest, length) * (len(current) + 1) > max_tokens or len(current) >= max_groups):
+        if current and (max(longest, length) * (len(current) + 1) > max_tokens or len(current) >= max_groups
+                        or (per_query and groups[i].query != current[0].query)):
             out.append(current)
             current, longest = [], 0
         current.append(groups[i])

@@ -14,7 +14,8 @@ from torch.nn.utils.rnn import pad_sequence
 
 from ...types import split_by
 from ...encoders import tensor_digest
-from ..base import Reranker, budget_batches, trimmed
+from ..base import Reranker
+from ..scorer import budget_batches, trimmed
 from .model import Interaction, MiceNetwork
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[2] / "models" / "mice-minilm-l6"
@@ -35,7 +36,7 @@ class MICE(Reranker):
     def onnx_parts(self):
         """Two graphs: the bottom layers (query and document sides, with their own positions) and the interaction
         layers over layer-m states."""
-        from ..onnx import TEXT_INPUTS, OnnxPart, encoder_part
+        from ...graphs.export import TEXT_INPUTS, OnnxPart, encoder_part
 
         self.states_fingerprint  # noqa: B018 - computed from the torch bottom before ONNX replaces it
         hidden = self.network.encoder.config.hidden_size

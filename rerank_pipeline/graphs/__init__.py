@@ -1,0 +1,1 @@
+"""ONNX graphs: run without torch (runtime.py), exported with it (export.py)."""
