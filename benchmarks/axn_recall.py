@@ -69,7 +69,8 @@ def main() -> None:
     index = Index.open(work / "scifact")
     reranker = Reranker.load(args.reranker)
     if reranker.kind == "mice":
-        from rerank_pipeline.index.states import DocumentStates, add_document_states
+        from rerank_pipeline.index.states import DocumentStates
+        from rerank_pipeline.index.update import add_document_states
 
         stored = DocumentStates.beside(index.docstore)
         if stored is None or stored.fingerprint != reranker.states_fingerprint:

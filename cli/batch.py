@@ -24,15 +24,16 @@ def rerank_batch(
 ) -> None:
     """Rerank every query of RUN and write a TREC run; re-running resumes from the finished shards."""
     from rerank_pipeline.distributed import rerank_run_file
-    from rerank_pipeline.index import Index, TextDocs
-    from rerank_pipeline.io import read_queries, read_run
+    from rerank_pipeline.documents import TextDocs
+    from rerank_pipeline.index import Index
+    from rerank_pipeline.io import read_documents, read_queries, read_run
 
     if (index_name is None) == (corpus is None):
         fail("give the documents' texts with either --index NAME or --corpus FILE")
     try:
         candidates = read_run(run)
         docs = (Index.open(index_name, index_dir).docstore if index_name else
-                TextDocs.from_corpus(corpus, {h.docid for q in candidates for h in candidates[q]}))
+                TextDocs(read_documents(corpus, {h.docid for q in candidates for h in candidates[q]})))
         path = rerank_run_file(candidates, read_queries(queries), docs.texts, str(model), output, shard_queries,
                                ray, ray_actors, tag=model.name)
     except known_errors() as e:

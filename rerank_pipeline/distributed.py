@@ -11,6 +11,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
+from .documents import TextDocs
 from .types import Run, split_by
 
 
@@ -49,7 +50,6 @@ class RerankActor:
         self.model = Reranker.load(model)
 
     def __call__(self, item: dict[str, Any]) -> dict[str, Any]:
-        from .index.docstore import TextDocs
 
         scores = self.model.score_docs(list(item["queries"]), [list(d) for d in item["docids"]],
                                        TextDocs(dict(zip(item["doc_keys"], item["doc_texts"]))))

@@ -12,6 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .documents import TextDocs
 from .fusion import rrf, weighted
 from .types import Hit, Queries, QueryInput, Run, as_queries
 
@@ -70,8 +71,6 @@ class Stage:
     def rerank_texts(self, queries: Sequence[str], documents: Sequence[Sequence[str]]) -> list[np.ndarray]:
         """A reranking stage's scores for raw texts (no index): each query's documents, scored as one candidate run,
         in the order given. Batch-first: many queries' lists go through the stage in one call."""
-        from .index.docstore import TextDocs
-
         texts = {f"{i}:{j}": d for i, docs in enumerate(documents) for j, d in enumerate(docs)}
         run = Run.from_sorted({str(i): [Hit(f"{i}:{j}", 0.0) for j in range(len(docs))]
                                for i, docs in enumerate(documents) if len(docs)}, TextDocs(texts))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping, Protocol, Sequence, Union
+from typing import Any, Iterable, Iterator, Mapping, Protocol, Sequence, Union
 
 import numpy as np
 
@@ -47,6 +47,8 @@ class DocSource(Protocol):
     def texts(self, docids: Sequence[str]) -> list[str]: ...
 
     def token_ids(self, docids: Sequence[str], tokenizer) -> list[np.ndarray]: ...
+
+    def document_states(self) -> Any: ...  # what an index stored for MICE (index/states.py), or None
 
 
 class Run:

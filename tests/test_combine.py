@@ -155,7 +155,7 @@ def test_config_combine_block_is_validated_and_builds_the_stage(demo_index):
 
 
 def test_candidates_outside_the_index_get_bm25_zero_and_an_encoded_cosine(demo_index):
-    from rerank_pipeline.index.docstore import TextDocs
+    from rerank_pipeline.documents import TextDocs
     from rerank_pipeline.retrievers.dense import encode
 
     query = "patagonia japan"

@@ -103,7 +103,7 @@ def test_cli_needs_teacher(tmp_path):
 def test_stored_states_match_on_the_fly(mice_dir, tmp_path):
     from rerank_pipeline.demo import write_demo_corpus
     from rerank_pipeline.index import build_index
-    from rerank_pipeline.index.docstore import TextDocs
+    from rerank_pipeline.documents import TextDocs
     from rerank_pipeline.index.states import DocumentStates
 
     corpus = write_demo_corpus(tmp_path / "demo.jsonl")
@@ -198,7 +198,8 @@ def test_states_added_to_an_existing_index(mice_dir, demo_index, tmp_path):
     import shutil
 
     from rerank_pipeline.index import Index
-    from rerank_pipeline.index.states import DocumentStates, add_document_states
+    from rerank_pipeline.index.states import DocumentStates
+    from rerank_pipeline.index.update import add_document_states
 
     idx = Index.open(shutil.copytree(demo_index.path, tmp_path / "demo"))
     model = MICE.load(mice_dir, device="cpu")

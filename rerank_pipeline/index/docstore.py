@@ -9,6 +9,7 @@ from typing import Sequence
 import numpy as np
 
 from ..encoders import tokenize_ids, tokenizer_fingerprint
+from .states import DocumentStates
 
 SCHEMA = """
 CREATE TABLE docs (idx INTEGER PRIMARY KEY, docid TEXT NOT NULL UNIQUE, text TEXT NOT NULL, tokens BLOB);
@@ -86,32 +87,12 @@ class DocStore:
         rows = np.linspace(0, len(self.docids) - 1, min(n, len(self.docids))).round().astype(int)
         return [" ".join(t.split()[:words]) for t in self.texts([self.docids[r] for r in rows])]
 
+    def document_states(self):
+        """The MICE document states stored in this docstore's index (index/states.py), or None."""
+        return DocumentStates.beside(self)
+
     def token_ids(self, docids: Sequence[str], tokenizer) -> list[np.ndarray]:
         """Stored ids when `tokenizer` is the one the index was built with; otherwise tokenize the stored text."""
         if tokenizer_fingerprint(tokenizer) == self.tokenizer_fingerprint:
             return [np.frombuffer(b, dtype=np.int32) for b in self._fetch("tokens", docids)]
-        return tokenize_ids(tokenizer, self.texts(docids))
-
-
-class TextDocs:
-    """In-memory doc source (docid -> text) for reranking runs that did not come from an index."""
-
-    def __init__(self, texts: dict[str, str]):
-        self._texts = texts
-
-    @classmethod
-    def from_corpus(cls, path, only: set[str] | None = None) -> "TextDocs":
-        """The documents of a dataset's corpus file, optionally just the ids in `only`. Validated like an index
-        build, except that documents with empty text are kept (with a warning that counts them)."""
-        from ..io import read_records
-
-        return cls({r.id: r.text for r in read_records(path, allow_empty=True).records if only is None or r.id in only})
-
-    def __contains__(self, docid: object) -> bool:
-        return docid in self._texts
-
-    def texts(self, docids: Sequence[str]) -> list[str]:
-        return [self._texts[d] for d in docids]
-
-    def token_ids(self, docids: Sequence[str], tokenizer) -> list[np.ndarray]:
         return tokenize_ids(tokenizer, self.texts(docids))

@@ -84,21 +84,3 @@ def write_document_states(directory: Path, store, model, progress=None) -> dict:
     (directory / "meta.json").write_text(json.dumps(meta, indent=2))
     shutil.rmtree(chunks)
     return meta
-
-
-def add_document_states(index, model, show_progress: bool = True):
-    """Store `model`'s document states in an existing index, atomically: computed in `.mice.build-FINGERPRINT`
-    inside the index (resumable), then renamed to `mice/` and recorded in the manifest."""
-    from .progress import progress_bars
-    from ..files import swap_into_place
-    from .store import Index, write_manifest
-
-    work = index.path / f".{STATES_DIR}.build-{model.states_fingerprint}"
-    for stale in index.path.glob(f".{STATES_DIR}.build-*"):
-        if stale != work:
-            shutil.rmtree(stale, ignore_errors=True)
-    with progress_bars(show_progress) as progress:
-        meta = write_document_states(work, index.docstore, model, progress)
-    swap_into_place(work, index.path / STATES_DIR)
-    write_manifest(index.path, {**index.manifest, STATES_DIR: meta})
-    return Index.open(index.path)

@@ -20,10 +20,11 @@ import numpy as np
 
 from ..encoders import load_tokenizer, resolve_encoder
 from ..io.records import read_records
-from .docstore import write_docstore
+from .docstore import DocStore, write_docstore
 from .progress import progress_bars
 from ..files import swap_into_place
-from .store import MANIFEST, Index
+from .states import STATES_DIR, write_document_states
+from .store import MANIFEST, Index, write_manifest
 
 
 def read_id_list(spec: str) -> list[str]:
@@ -103,9 +104,6 @@ def update_index(index: Index, add: str | Path | None = None, delete: Sequence[s
             np.save(work / "dense" / "embeddings.npy", embeddings)
             write_faiss(build_faiss(embeddings, manifest["dense"]["faiss"]), work / "dense" / "index.faiss")
         if mice is not None:
-            from .docstore import DocStore
-            from .states import STATES_DIR, write_document_states
-
             manifest[STATES_DIR] = write_document_states(work / STATES_DIR, DocStore(work / "docstore.sqlite"), mice,
                                                          progress)
     manifest["corpus"] = {**manifest["corpus"], "documents": len(docids),
@@ -122,3 +120,17 @@ def update_index(index: Index, add: str | Path | None = None, delete: Sequence[s
     (work / MANIFEST).write_text(json.dumps(manifest, indent=2))
     swap_into_place(work, target)
     return Index.open(target), summary
+
+
+def add_document_states(index, model, show_progress: bool = True):
+    """Store `model`'s document states in an existing index, atomically: computed in `.mice.build-FINGERPRINT`
+    inside the index (resumable), then renamed to `mice/` and recorded in the manifest."""
+    work = index.path / f".{STATES_DIR}.build-{model.states_fingerprint}"
+    for stale in index.path.glob(f".{STATES_DIR}.build-*"):
+        if stale != work:
+            shutil.rmtree(stale, ignore_errors=True)
+    with progress_bars(show_progress) as progress:
+        meta = write_document_states(work, index.docstore, model, progress)
+    swap_into_place(work, index.path / STATES_DIR)
+    write_manifest(index.path, {**index.manifest, STATES_DIR: meta})
+    return Index.open(index.path)

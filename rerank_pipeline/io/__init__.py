@@ -1,5 +1,5 @@
 """Readers and writers: corpora and queries (validated), TREC/BEIR runs and qrels."""
-from .records import InvalidInputError, Problem, Record, RecordSet, read_records
+from .records import InvalidInputError, Problem, Record, RecordSet, read_documents, read_records
 from .trec import beir_qrels_path, read_qrels, read_run, write_run
 
 
@@ -10,5 +10,5 @@ def read_queries(path, *, id_field: str | None = None, text_field: str | None = 
     return {r.id: r.text for r in rs.records}
 
 
-__all__ = ["InvalidInputError", "Problem", "Record", "RecordSet", "read_records", "read_queries", "beir_qrels_path", "read_qrels",
-           "read_run", "write_run"]
+__all__ = ["InvalidInputError", "Problem", "Record", "RecordSet", "read_documents", "read_records", "read_queries",
+           "beir_qrels_path", "read_qrels", "read_run", "write_run"]

@@ -11,7 +11,8 @@ from functools import cached_property
 from pathlib import Path
 
 from ..types import Qrels, Run
-from .records import InvalidInputError, Problem
+from ..documents import TextDocs
+from .records import InvalidInputError, Problem, read_documents
 from .trec import beir_qrels_path, read_qrels, read_run
 
 HELDOUT_SHARE = 0.15
@@ -59,10 +60,9 @@ class BeirDataset:
         runs = sorted((self.path / "runs").glob(f"*.{source}.trec"))
         return read_run(runs[0]) if runs else None
 
-    def docs(self, only: set[str] | None = None):
-        from ..index.docstore import TextDocs
-
-        return TextDocs.from_corpus(self.corpus_path, only)
+    def docs(self, only: set[str] | None = None) -> TextDocs:
+        """The documents of the corpus file, optionally just the ids in `only` (records.read_documents)."""
+        return TextDocs(read_documents(self.corpus_path, only))
 
     def __repr__(self) -> str:
         return f"BeirDataset({self.path})"

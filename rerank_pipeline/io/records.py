@@ -228,3 +228,9 @@ def read_records(
         warnings.warn(f"{path}: {title_only} {what} record(s) have a '{TITLE_FIELD}' and no text field "
                       f"({', '.join(TEXT_FIELDS)}); their title is their text", stacklevel=2)
     return RecordSet(records, problems, file_sha256(path), empty, title_only)
+
+
+def read_documents(path: str | Path, only: set[str] | None = None) -> dict[str, str]:
+    """A corpus file's documents by id (just the ids in `only`, when given), validated like an index build except
+    that documents with empty text are kept (with a warning that counts them)."""
+    return {r.id: r.text for r in read_records(path, allow_empty=True).records if only is None or r.id in only}

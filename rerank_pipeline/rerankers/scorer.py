@@ -8,6 +8,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from ..documents import TextDocs
 from ..encoders import tokenize_ids
 from ..pipeline import Stage
 from ..types import DocSource, Queries, QueryInput, Run, as_queries, split_by
@@ -64,8 +65,6 @@ class Scorer(Stage):
 
     def rerank(self, queries: QueryInput, run: Run, docs: DocSource | dict[str, str] | None = None) -> Run:
         """Rescore a candidate run (e.g. read from a TREC file); `docs` maps doc ids to text if the run has none."""
-        from ..index.docstore import TextDocs
-
         if docs is not None:
             run = Run.from_sorted(run.rankings, docs if not isinstance(docs, dict) else TextDocs(docs))
         return self.transform(as_queries(queries), run)

@@ -126,6 +126,9 @@ class LuceneDocs:
 
         return tokenize_ids(tokenizer, self.texts(docids))
 
+    def document_states(self) -> None:  # a Lucene index stores no MICE states
+        return None
+
 
 class ExternalLuceneIndex:
     """An Anserini/pyserini Lucene index used as it is: BM25 first stage, documents for reranking from its store."""

@@ -158,9 +158,7 @@ class MICE(Reranker):
 
     def score_docs(self, query_texts: Sequence[str], docids: Sequence[Sequence[str]], docs) -> list[np.ndarray]:
         """With the index's stored states for this model, only the query side and the interaction layers run."""
-        from ...index.states import DocumentStates
-
-        stored = DocumentStates.beside(docs)
+        stored = docs.document_states()
         if stored is None or stored.fingerprint != self.states_fingerprint:
             if not self._warned:
                 why = "the index has none" if stored is None else "the index's states come from another MICE model"
