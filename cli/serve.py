@@ -32,6 +32,7 @@ def serve(
     max_wait_ms: float = typer.Option(0.0, "--max-wait-ms", min=0.0, help="Wait to fill a micro-batch (0: a batch is what queued while the last one ran; nothing waits on an idle server)."),
     max_queue: int = typer.Option(256, "--max-queue", min=1, help="Waiting requests before answering 429."),
     queue_deadline_ms: float = typer.Option(1000.0, "--queue-deadline-ms", min=1.0, help="Answer 429 at once when a request would wait longer."),
+    score_cache: int = typer.Option(4096, "--score-cache", min=0, help="Rerank API requests (model, query and documents) whose scores are remembered; 0 turns the cache off."),
     backend: Optional[Backend] = typer.Option(None, "--backend", help="torch, onnx, onnx-int8 or auto for every reranker (default: a config's own choice, else auto: onnx-int8 for CROSS-JEM on the CPU when the onnx extra is installed, torch otherwise)."),
     rerankers: List[str] = typer.Option([], "--reranker", help="Served on /v1/rerank and /v2/rerank (Cohere's API): NAME=DIR, DIR or 'default'; repeatable (default: the shipped model, when one ships)."),
     reranker_only: bool = typer.Option(False, "--reranker-only", help="Serve only the rerank API (no index, no /search)."),
@@ -52,7 +53,8 @@ def serve(
         spec = ServerSpec(None if reranker_only else index_name, str(index_dir), str(config) if config else None,
                           str(config_b) if config_b else None, mode.value, log, backend.value if backend else None,
                           tuple(rerankers), Limits(max_k=max_k, max_batch=max_batch, max_wait_ms=max_wait_ms,
-                                                   max_queue=max_queue, queue_deadline_ms=queue_deadline_ms))
+                                                   max_queue=max_queue, queue_deadline_ms=queue_deadline_ms,
+                                                   score_cache_entries=score_cache))
         if ray is None:
             serve_local(spec, host, port, announce=console.print)
         else:

@@ -127,3 +127,52 @@ def test_arank_and_asearch_leave_the_event_loop_free(models, demo_index):
     assert ticks >= 10  # 0.3 s of model time per call, all the while the loop ran
     assert [r[0]["corpus_id"] for r in ranked] == [slow_rank(q, DOCS, 3)[0]["corpus_id"] for q in ("japan", "tent", "lima")]
     assert [h.docid for h in run["1"]] == [h.docid for h in pipe("patagonia japan")]
+
+
+def test_a_repeated_request_is_answered_from_the_score_cache_and_another_model_misses(models):
+    from rerank_pipeline.rerankers import Reranker
+    from rerank_pipeline.serving.rerank_api import RerankRequest, ScoreCache, score_requests
+
+    calls = []
+
+    def counted(model):
+        real = model.rerank_texts
+        model.rerank_texts = lambda queries, docs: calls.append((model.kind, len(queries))) or real(queries, docs)
+        return model
+
+    crossjem, pointwise = counted(Reranker.load(models / "cj", "cpu")), counted(Reranker.load(models / "pw", "cpu"))
+    cache = ScoreCache(max_entries=3)
+
+    def request(query, docs):
+        return RerankRequest("m", query, docs, len(docs), False, None)
+
+    first = score_requests({"m": crossjem}, [request("japan", DOCS), request("tent", DOCS)], cache)
+    again = score_requests({"m": crossjem}, [request("japan", DOCS), request("japan", DOCS[::-1])], cache)
+    assert calls == [("crossjem", 2), ("crossjem", 1)]  # only the reordered list (a different list) is scored
+    np.testing.assert_array_equal(again[0], first[0])
+    assert (cache.hits, cache.misses) == (1, 3)
+    swapped = score_requests({"m": pointwise}, [request("japan", DOCS)], cache)  # same name, other weights
+    assert calls[-1] == ("pointwise", 1) and not np.allclose(swapped[0], first[0])
+    score_requests({"m": crossjem}, [request("tent", DOCS)], cache)  # dropped: 3 lists came after it
+    assert calls[-1] == ("crossjem", 1)
+
+
+def test_the_server_counts_score_cache_hits(server):
+    body = {"model": "pointwise", "query": "a tent", "documents": DOCS}
+    answers = [httpx.post(server.url + "/v2/rerank", json=body, timeout=30).json() for _ in range(2)]
+    assert answers[0]["results"] == answers[1]["results"]
+    metrics = httpx.get(server.url + "/metrics", timeout=10).text
+    assert 'rerank_score_cache_total{result="hit"}' in metrics
+    hits = float(metrics.split('rerank_score_cache_total{result="hit"}')[1].split()[0])
+    assert hits >= 1
+
+
+def test_documents_are_cut_alike_by_a_fast_tokenizer_and_a_bare_one():
+    from rerank_pipeline.encoders import default_encoder_path, load_fast_tokenizer, load_tokenizer
+    from rerank_pipeline.serving.rerank_api import cut_to_tokens
+
+    texts = ["Patagonia store in Tokyo, Japan — open daily", "naïve café", "x", ""]
+    path = default_encoder_path()
+    for n in (1, 3, 50):
+        assert cut_to_tokens(load_fast_tokenizer(path), texts, n) == cut_to_tokens(load_tokenizer(path), texts, n)
+    assert cut_to_tokens(load_fast_tokenizer(path), texts, 5)[0] == "Patagonia store in"  # pat ##ago ##nia store in

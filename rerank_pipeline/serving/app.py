@@ -42,6 +42,7 @@ class Limits:
     max_rerank_batch_documents: int = 256  # per micro-batch of rerank requests (at least one request)
     max_document_chars: int = 20000
     max_rerank_body_bytes: int = 8 * 2 ** 20
+    score_cache_entries: int = 4096  # whole rerank requests remembered (rerank_api.ScoreCache); 0 = off
 
 
 RERANK_PATHS = ("/v1/rerank", "/v2/rerank")
@@ -105,7 +106,18 @@ def create_app(index, systems: dict[str, Stage], mode: str = "single", limits: L
 
     batcher = MicroBatcher(search_batch, limits.max_batch, limits.max_wait_ms, limits.max_queue,
                            limits.queue_deadline_ms)
-    rerank_batcher = MicroBatcher(lambda requests: rerank_api.score_requests(rerankers, requests), limits.max_batch,
+    score_cache = rerank_api.ScoreCache(limits.score_cache_entries)
+    cache_lookups = Counter("rerank_score_cache", "Rerank requests answered from the score cache (hit) or the model",
+                            ["result"], registry=registry)
+
+    def score_rerank_batch(batch: Sequence) -> list:
+        hits, misses = score_cache.hits, score_cache.misses  # micro-batches run one at a time
+        out = rerank_api.score_requests(rerankers, batch, score_cache if limits.score_cache_entries else None)
+        cache_lookups.labels("hit").inc(score_cache.hits - hits)
+        cache_lookups.labels("miss").inc(score_cache.misses - misses)
+        return out
+
+    rerank_batcher = MicroBatcher(score_rerank_batch, limits.max_batch,
                                   limits.max_wait_ms, limits.max_queue, limits.queue_deadline_ms,
                                   cost=lambda request: len(request.documents),
                                   max_cost=limits.max_rerank_batch_documents)

@@ -5,7 +5,11 @@ Retry-After); errors use the same `{"detail": ...}` JSON shape.
 """
 from __future__ import annotations
 
+import hashlib
+import json
+import threading
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -79,26 +83,80 @@ def parse_request(body: Any, version: int, models: Sequence[str], max_documents:
 
 def cut_to_tokens(tokenizer, texts: Sequence[str], max_tokens: int) -> list[str]:
     """Each text cut after its first `max_tokens` word pieces (by the tokenizer's character offsets, so the kept
-    text is the original's prefix, not a detokenized copy)."""
-    enc = tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=True, truncation=True,
-                    max_length=max_tokens)
-    return [t[: offsets[-1][1]] if offsets else t for t, offsets in zip(texts, enc["offset_mapping"])]
+    text is the original's prefix, not a detokenized copy). `tokenizer`: a Hugging Face fast tokenizer or a bare
+    `tokenizers.Tokenizer` (the torch-free scorers')."""
+    if hasattr(tokenizer, "backend_tokenizer"):
+        spans = tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=True, truncation=True,
+                          max_length=max_tokens)["offset_mapping"]
+    else:  # a bare tokenizer truncates nothing itself (encoders.load_fast_tokenizer)
+        spans = [e.offsets[:max_tokens] for e in tokenizer.encode_batch(list(texts), add_special_tokens=False)]
+    return [t[: offsets[-1][1]] if offsets else t for t, offsets in zip(texts, spans)]
 
 
-def score_requests(stages: dict[str, Any], requests: Sequence[RerankRequest]) -> list[np.ndarray]:
-    """One micro-batch: one `rerank_texts` call per model over all its requests' documents."""
+class ScoreCache:
+    """Scores of whole requests, the least recently used dropped first beyond `max_entries`: a repeated request
+    (a retry, an agent asking again, a RAG loop re-ranking the same passages) is answered without the model.
+
+    Keyed by the stage (its name: features, weights, gate), the model's weights digest, the query and every
+    document, in order: CROSS-JEM scores a list jointly and the feature combination normalises per list, so a
+    pair's score is reused only with its whole list, and a model swap never serves stale scores."""
+
+    def __init__(self, max_entries: int = 4096):
+        self.max_entries = max_entries
+        self._scores: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = self.misses = 0
+
+    @staticmethod
+    def key(stage, query: str, documents: Sequence[str]) -> str:
+        model = stage_model(stage)
+        return hashlib.sha256(json.dumps([stage.name, model.fingerprint, query, list(documents)]).encode()).hexdigest()
+
+    def get(self, key: str) -> np.ndarray | None:
+        with self._lock:
+            scores = self._scores.get(key)
+            if scores is None:
+                self.misses += 1
+                return None
+            self._scores.move_to_end(key)
+            self.hits += 1
+            return scores
+
+    def put(self, key: str, scores: np.ndarray) -> None:
+        if self.max_entries < 1:
+            return
+        with self._lock:
+            self._scores[key] = scores
+            self._scores.move_to_end(key)
+            while len(self._scores) > self.max_entries:
+                self._scores.popitem(last=False)
+
+
+def score_requests(stages: dict[str, Any], requests: Sequence[RerankRequest],
+                   cache: ScoreCache | None = None) -> list[np.ndarray]:
+    """One micro-batch: one `rerank_texts` call per model over the documents of its requests that `cache` (if
+    any) has not seen."""
     out: list = [None] * len(requests)
     for model in {r.model for r in requests}:
-        idx = [i for i, r in enumerate(requests) if r.model == model]
         stage = stages[model]
-        documents = []
-        for i in idx:
-            docs = requests[i].documents
-            if requests[i].max_tokens_per_doc is not None:
-                docs = cut_to_tokens(stage_model(stage).tokenizer, docs, requests[i].max_tokens_per_doc)
-            documents.append(docs)
-        for i, scores in zip(idx, stage.rerank_texts([requests[i].query for i in idx], documents)):
-            out[i] = scores
+        todo, documents, keys = [], [], []
+        for i, request in enumerate(requests):
+            if request.model != model:
+                continue
+            docs = request.documents
+            if request.max_tokens_per_doc is not None:
+                docs = cut_to_tokens(stage_model(stage).tokenizer, docs, request.max_tokens_per_doc)
+            key = ScoreCache.key(stage, request.query, docs) if cache is not None else ""
+            out[i] = cache.get(key) if cache is not None else None
+            if out[i] is None:
+                todo.append(i)
+                documents.append(docs)
+                keys.append(key)
+        if todo:
+            for i, key, scores in zip(todo, keys, stage.rerank_texts([requests[i].query for i in todo], documents)):
+                out[i] = scores
+                if cache is not None:
+                    cache.put(key, scores)
     return out
 
 
