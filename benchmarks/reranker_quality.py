@@ -48,7 +48,7 @@ RUN_IS_RETRIEVAL = {"scifact", "nfcorpus", "trec-dl19", "msmarco-dev-sample"}
 FIT_EXCLUDE = {"trecqa"}  # its given run is sorted by the labels: no weight fitted on it says anything
 METRICS = ["nDCG@10", "AP", "RR"]
 GATE_STEPS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)  # multiples of the model's trained gate
-COSINE, FREE = "MiniLM cosine (zero-shot)", "free baseline (features, LODO)"
+FREE = "free baseline (features, LODO)"
 
 
 def subsample(qids: list[str], n: int | None) -> list[str]:
@@ -58,13 +58,13 @@ def subsample(qids: list[str], n: int | None) -> list[str]:
     return sorted(np.random.default_rng(0).choice(qids, n, replace=False).tolist())
 
 
-def candidates(root: Path, name: str, split: str, index_dir: Path, max_queries: int | None):
+def candidates(root: Path, name: str, split: str, index_dir: Path, max_queries: int | None, encoder: str | None):
     """(queries, qrels, candidate run with texts, protocol, first-stage name, the set's index)."""
     ds = BeirDataset(root / name)
     qrels = ds.qrels(split)
     # A dense stage where the first stage retrieves with it; elsewhere the dense feature comes from stored
-    # embeddings when the index has them and is encoded on the fly otherwise (the same MiniLM cosine).
-    idx = dataset_index(ds, index_dir, dense=name in RETRIEVAL_SETS, show_progress=True)
+    # embeddings when the index has them and is encoded on the fly otherwise (the same cosine).
+    idx = dataset_index(ds, index_dir, dense=name in RETRIEVAL_SETS, show_progress=True, encoder=encoder)
     if name == "trec-dl19":
         run, judged_only, first = read_run(root / name / "runs" / "bm25.test.trec").cut(100), False, \
             "BM25 run (Anserini) top 100"
@@ -100,7 +100,7 @@ def cached(path: Path, compute):
 class SetData:
     """One set's candidates, features, model logits and the scorer used to fit weights (pytrec_eval)."""
 
-    def __init__(self, name, split, topics, qrels, run, protocol, first, idx, cache: Path):
+    def __init__(self, name, split, topics, qrels, run, protocol, first, idx, cache: Path, encoder: str | None):
         import pytrec_eval
 
         self.name, self.split, self.protocol, self.first_name = name, split, protocol, first
@@ -115,17 +115,18 @@ class SetData:
         self.timings: dict[str, float] = {}  # ms per query
         run_scores = [[h.score for h in run[q]] for q in self.qids]
         columns = []
+        tag = f".{encoder}" if encoder else ""  # the dense cosine of another encoder is another feature
         for feature in FEATURES:
             use_run = feature != "run" or name in RUN_IS_RETRIEVAL
-            extractor = FeatureExtractor(idx, use=(feature,) if use_run else ())
-            column, seconds = cached(cache / f"{name}.{split}.{feature}.{self.digest}.npz", lambda: [
+            extractor = FeatureExtractor(idx, encoder, use=(feature,) if use_run else ())
+            column, seconds = cached(cache / f"{name}.{split}.{feature}{tag if feature == 'dense' else ''}.{self.digest}.npz", lambda: [
                 f[:, FEATURES.index(feature)] for f in extractor.extract(self.texts, self.docids, self.docs, run_scores)])
             self.timings[f"{feature} (index)"] = 1000 * seconds / len(self.qids)
             columns.append(column)
         self.features = [np.stack(per_query, axis=1) for per_query in zip(*columns)]  # [candidates x FEATURES]
         sample = slice(0, min(20, len(self.qids)))  # what the dense feature costs without stored embeddings
-        _, seconds = cached(cache / f"{name}.{split}.onthefly.{self.digest}.npz", lambda: [encode(
-            self.texts[sample] + [t for ds in self.docids[sample] for t in self.docs.texts(ds)])[:, 0]])
+        _, seconds = cached(cache / f"{name}.{split}.onthefly{tag}.{self.digest}.npz", lambda: [encode(
+            self.texts[sample] + [t for ds in self.docids[sample] for t in self.docs.texts(ds)], encoder)[:, 0]])
         self.timings["dense (encoded on the fly)"] = 1000 * seconds / len(self.qids[sample])
         self.logits: dict[str, list[np.ndarray]] = {}
         self.judged = {q: r for q, r in qrels.items() if any(v > 0 for v in r.values())}
@@ -205,11 +206,16 @@ def main() -> None:
                     help="the same for the long-document sets' dev splits (scifact, nfcorpus: 100 abstracts per "
                          "query); test splits are always whole")
     ap.add_argument("--weight-step", type=float, default=0.05, help="grid step of the feature weights (simplex)")
-    ap.add_argument("--index-dir", type=Path, default=Path("indexes/train"))
+    ap.add_argument("--index-dir", type=Path, default=Path("indexes/train"),
+                    help="where each set's index is (built there once; one directory per dense encoder)")
+    ap.add_argument("--encoder", default=None,
+                    help="the dense encoder of the first stage and the cosine feature (default all-MiniLM-L6-v2; "
+                         "e.g. bge-small-en-v1.5)")
     ap.add_argument("--cache", type=Path, default=Path("runs/quality-cache"))
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/reranker_quality.md"))
     args = ap.parse_args()
     args.cache.mkdir(parents=True, exist_ok=True)
+    cosine = f"{args.encoder or 'MiniLM'} cosine (zero-shot)"
     models = {}
     for spec in args.model:
         name, path = spec.split("=", 1)
@@ -223,7 +229,8 @@ def main() -> None:
         # test splits are read whole: the ship gate reads SciFact test
         limit = None if split != "dev" else (args.max_long_queries or None) if name in RETRIEVAL_SETS else (
             args.max_queries or None)
-        s = SetData(name, split, *candidates(args.root, name, split, args.index_dir, limit), cache=args.cache)
+        s = SetData(name, split, *candidates(args.root, name, split, args.index_dir, limit, args.encoder),
+                    cache=args.cache, encoder=args.encoder)
         for label, (key, model) in models.items():
             s.add_model(label, key, model)
         data[s.key] = s
@@ -261,12 +268,12 @@ def main() -> None:
              "the row's own set (trecqa is never fitted on: its given run is sorted by the labels); test rows use "
              "the weights fitted on all dev sets, which is what ships. Features: "
              f"run score (only where the run is a retrieval: {', '.join(sorted(RUN_IS_RETRIEVAL))}), BM25 of each "
-             "candidate, MiniLM cosine (stored embeddings); z-scored per query.", "",
+             f"candidate, {args.encoder or 'MiniLM'} cosine (stored embeddings); z-scored per query.", "",
              "| set (split, protocol, queries) | candidates | system | nDCG@10 | MAP | MRR | vs first stage (nDCG@10, p rand.) |",
              "|---|---|---|---|---|---|---|"]
     summary, pvalues, chosen_out = {}, {}, {}
     for key, s in data.items():
-        systems = {"first stage": s.first, COSINE: s.run(s.scores(np.eye(len(FEATURES))[FEATURES.index("dense")]))}
+        systems = {"first stage": s.first, cosine: s.run(s.scores(np.eye(len(FEATURES))[FEATURES.index("dense")]))}
         for label in models:
             systems[label] = s.run(s.logits[label])
         for system, chosen in fits.items():
@@ -293,7 +300,7 @@ def main() -> None:
               "|---|" + "---|" * len(next(iter(ablation.values())))]
     lines += [f"| {system} | " + " | ".join(f"{v:.4f}" for v in row.values()) + " |" for system, row in ablation.items()]
     lines += ["", "Cost per query (ms, 2 CPU cores; features read from the set's index unless said; 'on the fly' encodes "
-              "the query and every candidate with MiniLM, timed on 20 queries; each figure is from the run that filled "
+              f"the query and every candidate with {args.encoder or 'MiniLM'}, timed on 20 queries; each figure is from the run that filled "
               f"the cache under {args.cache}, some of which shared the cores with a training run):", "",
               "| set | " + " | ".join(next(iter(data.values())).timings) + " |",
               "|---|" + "---|" * len(next(iter(data.values())).timings)]

@@ -39,6 +39,13 @@ def resolve_encoder(name_or_path: str | None) -> str:
     return str(name_or_path)
 
 
+def recorded_name(name_or_path: str | None) -> str:
+    """How an index's manifest names its dense encoder: all-MiniLM-L6-v2 by its hub name, a packaged model by its
+    name (its unpacked directory is a cache path on this machine only), anything else by its directory."""
+    path = resolve_encoder(name_or_path)
+    return DEFAULT_ENCODER_NAME if path == default_encoder_path() else packaged_name(name_or_path) or path
+
+
 @lru_cache(maxsize=8)
 def load_tokenizer(path: str):
     from transformers import AutoTokenizer

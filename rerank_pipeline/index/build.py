@@ -16,12 +16,11 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
-from ..encoders import DEFAULT_ENCODER_NAME, default_encoder_path, load_tokenizer, resolve_encoder, tokenizer_fingerprint
+from ..encoders import load_tokenizer, recorded_name, resolve_encoder, tokenizer_fingerprint
 from ..io.records import read_records
 from .docstore import write_docstore
 from .progress import progress_bars
 from ..files import swap_into_place
-from ..pretrained import packaged_name
 from .store import DEFAULT_INDEX_DIR, FORMAT_VERSION, MANIFEST, Index, write_manifest
 
 ENCODE_CHUNK = 4096
@@ -75,9 +74,7 @@ def build_index(
 
             mice_model = MICE.load(mice)
         encoder_path = resolve_encoder(encoder)
-        # a packaged model is recorded by name: its unpacked directory is a cache path on this machine only
-        encoder_name = (DEFAULT_ENCODER_NAME if encoder_path == default_encoder_path()
-                        else packaged_name(encoder) or encoder_path)
+        encoder_name = recorded_name(encoder)
         settings = {"bm25": bm25 and bm25_backend, "dense": dense, "faiss": faiss_kind, "encoder": encoder_name,
                     "id_field": id_field, "text_field": text_field, "skip_invalid": skip_invalid,
                     "mice": mice_model.states_fingerprint if mice_model else None}

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..encoders import recorded_name
 from ..io import InvalidInputError, Problem
 from ..io.beir import BeirDataset
 from ..rerankers.combine import FEATURES, FeatureExtractor
@@ -42,18 +43,23 @@ class ListSpec:
     max_lists: int | None = None  # deterministic sample of queries (tests, smoke runs); None = all
 
 
-def dataset_index(dataset: BeirDataset, index_dir: str | Path, dense: bool, show_progress: bool = False):
-    """The project index over a dataset's corpus, built once under `index_dir` (a dense stage only if asked)."""
+def dataset_index(dataset: BeirDataset, index_dir: str | Path, dense: bool, show_progress: bool = False,
+                  encoder: str | None = None):
+    """The project index over a dataset's corpus, built once under `index_dir` (a dense stage with `encoder`, the
+    default one unless named, only if asked). An index already there with another dense encoder is an error."""
     from ..index import Index, InvalidIndexError, build_index
 
     try:
         idx = Index.open(dataset.name, index_dir)
+        if "dense" in idx.stages and dense and idx.manifest["dense"]["encoder"] != recorded_name(encoder):
+            raise ValueError(f"{idx.path}: built with the dense encoder {idx.manifest['dense']['encoder']!r}, not "
+                             f"{recorded_name(encoder)!r}; give another index directory")
         if not dense or "dense" in idx.stages:
             return idx
     except InvalidIndexError:
         pass
     return build_index(dataset.corpus_path, dataset.name, index_dir, dense=dense, skip_invalid=True,
-                       show_progress=show_progress)[0]
+                       show_progress=show_progress, encoder=encoder)[0]
 
 
 def build_lists(dataset: BeirDataset, split: str, spec: ListSpec, index=None) -> list[RankingList]:
