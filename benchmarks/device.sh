@@ -108,7 +108,7 @@ print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'transforme
   echo "== 1. CROSS-JEM trained as the features' residual (bf16 on CUDA)"
   if [ "$DRY" = 1 ]; then SIZE="--epochs 1 --lists-per-epoch 32 --max-minutes 2"
   else SIZE="--epochs 12 --lists-per-epoch 4000 --max-minutes ${TRAIN_MINUTES:-3.0}"; fi
-  time $R train --model crossjem --loss ce --combine "${WEIGHTS:-bm25=0.25,dense=0.75}" --data "$WORK/train.jsonl" \
+  time $R train --family crossjem --loss ce --combine "${WEIGHTS:-bm25=0.25,dense=0.75}" --data "$WORK/train.jsonl" \
     --dev-data "$WORK/dev.jsonl" --list-size 16 --lists-per-step 16 --lr ${LR:-1e-4} --patience 3 $SIZE \
     --max-item-tokens ${MAX_ITEM_TOKENS:-128} \
     --output "$WORK/crossjem" || status=1

@@ -87,7 +87,7 @@ def model_card(results: dict, name: str, training: dict | None, model_config: di
         residual = (" --combine " + ",".join(f"{f}={w:g}" for f, w in cfg["combine"]["weights"].items())
                     if cfg.get("combine") else "")
         lines += ["## Training", "",
-                  f"`rerank train --model {model_config['kind']} --loss {cfg['loss']}{residual}"
+                  f"`rerank train --family {model_config['kind']} --loss {cfg['loss']}{residual}"
                   f" --list-size {cfg['list_size']} --lr {cfg['lr']:g} --lists-per-epoch {cfg['lists_per_epoch']} "
                   f"--epochs {cfg['epochs']} --data ...` (the exact command: benchmarks/results/training_cpu.md): "
                   "the train splits of wikiqa, selqa, trecqa, twitter-url, semeval-cqa-qa, semeval-cqa-qq, crowdflower, "

@@ -26,7 +26,7 @@ for s in wikiqa selqa trecqa twitter-url semeval-cqa-qa semeval-cqa-qq crowdflow
 R=.venv/bin/rerank
 
 [ -f $OUT/crossjem/model.safetensors ] && [ -z "${RESUME:-}" ] || \
-  $R train --model crossjem --loss ce --combine "$WEIGHTS" $SETS --index-dir indexes/train \
+  $R train --family crossjem --loss ce --combine "$WEIGHTS" $SETS --index-dir indexes/train \
     --max-dev-lists ${MAX_DEV_LISTS:-15} --lists-per-epoch $LISTS_PER_EPOCH --epochs $EPOCHS --patience $EPOCHS --list-size 16 --lr 1e-4 \
     ${RESUME:+--resume} --output $OUT/crossjem
 # Trained reading 48 word pieces per item; served reading 128 (long documents: benchmarks/results/ship_gate.md).

@@ -92,7 +92,7 @@ def simulate(
     dataset: Path = typer.Argument(..., help="BEIR-layout dataset dir whose queries and qrels drive the clicks."),
     split: str = typer.Option(..., "--split", "-s"),
     url: str = typer.Option("http://127.0.0.1:8000", "--url", help="A running `rerank serve` (loopback)."),
-    model: str = typer.Option("cascade", "--model", help="Click model: cascade or pbm."),
+    model: str = typer.Option("cascade", "--click-model", "--model", help="Click model: cascade or pbm (--model: its old name)."),
     sessions: int = typer.Option(1, "--sessions", min=1, max=1000, help="Simulated users per query."),
     k: int = typer.Option(10, "-k", min=1, max=100),
     seed: int = typer.Option(0, "--seed"),

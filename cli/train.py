@@ -29,7 +29,7 @@ class LossName(str, Enum):
 
 @app.command()
 def train(
-    model: ModelKind = typer.Option(..., "--model", help="Reranker family to train."),
+    model: ModelKind = typer.Option(..., "--family", "--model", help="Reranker family to train (--model: its old name; everywhere else --model is a model directory)."),
     data: List[Path] = typer.Option(..., "--data", help="BEIR-layout dataset dir or lists jsonl; repeatable."),
     output: Path = typer.Option(..., "--output", "-o", help="Model directory to write (best dev epoch)."),
     split: str = typer.Option("train", "--split", help="Training split."),
@@ -75,7 +75,7 @@ def train(
 
     weights = parse_weights(combine) if combine else None  # a typo fails before any list is built
     if model == ModelKind.mice and teacher is None:
-        fail("--model mice: MICE is cut from a trained pointwise cross-encoder and distilled from it; pass --teacher DIR")
+        fail("--family mice: MICE is cut from a trained pointwise cross-encoder and distilled from it; pass --teacher DIR")
     try:
         spec = ListSpec(given_k=given_k, bm25_k=bm25_k, dense_k=dense_k, max_lists=max_lists)
         train_lists = load_many(data, split, spec, index_dir, dense)

@@ -95,7 +95,7 @@ def test_cli_needs_teacher(tmp_path):
 
     from rerank_cli.main import app
 
-    result = CliRunner().invoke(app, ["train", "--model", "mice", "--data", str(tmp_path), "--output",
+    result = CliRunner().invoke(app, ["train", "--family", "mice", "--data", str(tmp_path), "--output",
                                       str(tmp_path / "out")])
     assert result.exit_code == 2 and "--teacher" in result.output
 

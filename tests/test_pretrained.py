@@ -135,7 +135,7 @@ def test_distill_fits_a_reranker_to_your_own_queries_without_judgments(demo_inde
     # the teacher's probabilities, as scored in the lists' own batch (int8 activations scale per batch)
     np.testing.assert_allclose(np.log(probs / (1 - probs)), logits, atol=0.3)
     assert all(c["label"] == 0 for c in first["candidates"])
-    out = CliRunner().invoke(app, ["train", "--model", "crossjem", "--encoder", tiny_encoder, "--data", str(lists),
+    out = CliRunner().invoke(app, ["train", "--family", "crossjem", "--encoder", tiny_encoder, "--data", str(lists),
                                    "--dev-split", "", "--loss", "kl", "--epochs", "1", "--list-size", "8",
                                    "-o", str(tmp_path / "fitted")])
     assert out.exit_code == 0, out.output

@@ -59,7 +59,7 @@ def test_gate_passes_a_model_that_wins_everywhere_it_must_and_writes_its_card(tm
     card = module.model_card(data, "m", training, config, ["served with longer items than it was trained on"])
     assert "| a/dev | 0.5000 | 0.5500 | 0.5500 | 0.7000 | 0.7000 |" in card
     assert "items up to 128 word pieces" in card and "- served with longer items" in card
-    assert "| mean of 3 dev sets |" in card and "rerank train --model crossjem --loss ce --combine bm25=0.25,dense=0.75" in card and "30 min" in card
+    assert "| mean of 3 dev sets |" in card and "rerank train --family crossjem --loss ce --combine bm25=0.25,dense=0.75" in card and "30 min" in card
 
 
 @pytest.mark.parametrize("alone,teacher,combined_bump,reason", [

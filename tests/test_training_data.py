@@ -139,7 +139,7 @@ def test_fine_tuning_starts_from_the_stored_combination(tmp_path, tiny_encoder):
     start = CrossJEM.from_encoder(tiny_encoder, device="cpu")
     start.config["combine"] = {"weights": {"bm25": 1.0}, "gate": 0.5}
     start.save(tmp_path / "start")
-    result = CliRunner().invoke(app, ["train", "--model", "crossjem", "--init", str(tmp_path / "start"), "--data",
+    result = CliRunner().invoke(app, ["train", "--family", "crossjem", "--init", str(tmp_path / "start"), "--data",
                                       str(ds.path), "--index-dir", str(tmp_path / "ix"), "--loss", "ce", "--epochs", "1",
                                       "--list-size", "3", "--lr", "1e-3", "-o", str(tmp_path / "tuned")])
     assert result.exit_code == 0, result.output

@@ -70,7 +70,7 @@ class MICE(Reranker):
     def default(cls) -> "MICE":
         if not (DEFAULT_MODEL_DIR / "model.safetensors").is_file():
             raise FileNotFoundError("no MICE model ships with this version (none has passed the quality gate); "
-                                    "train one with `rerank train --model mice --teacher DIR` and pass its directory")
+                                    "train one with `rerank train --family mice --teacher DIR` and pass its directory")
         return cls.load(DEFAULT_MODEL_DIR)
 
     # ---- the two sides -----------------------------------------------------------------------------------------
