@@ -31,7 +31,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "cutoff": 100,
 }
 _TOP_KEYS = {"name", "retrievers", "fusion", "cutoff", "reranker"}
-_RERANKER_KEYS = {"type", "model", "cutoff", "interpolate", "combine", "backend", "prompt"}
+_RERANKER_KEYS = {"type", "model", "cutoff", "interpolate", "combine", "backend", "prompt", "windows"}
 _RETRIEVER_KEYS = {"bm25": {"type", "k"}, "dense": {"type", "k"},
                    "axn": {"type", "k", "budget", "rounds", "blend", "first", "reranker"}}
 
@@ -131,6 +131,12 @@ def _validate_reranker(reranker: Any, where: str) -> None:
     alpha = reranker.get("interpolate", 1.0)
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha <= 1:
         raise ConfigError(f"{where}.interpolate must be a number in [0, 1], got {alpha!r}")
+    if "windows" in reranker:
+        windows = reranker["windows"]
+        if not isinstance(windows, dict) or set(windows) - {"size", "stride", "max"} or "size" not in windows:
+            raise ConfigError(f"{where}.windows must be a mapping of size (and stride, max), got {windows!r}")
+        for key, value in windows.items():
+            _positive_int(value, f"{where}.windows.{key}")
     if "combine" in reranker:
         _validate_combine(reranker["combine"], f"{where}.combine")
         if "interpolate" in reranker:
@@ -186,6 +192,11 @@ def reranker_stage(spec: dict[str, Any], index, reranker=None) -> Stage:
         from .rerankers import load_reranker
 
         reranker = load_reranker(spec)
+    if "windows" in spec:  # long documents: each read as passage windows, scored by its best (MaxP)
+        from .rerankers.windows import Windows
+
+        w = spec["windows"]
+        reranker = Windows(reranker, w["size"], w.get("stride"), w.get("max", 4))
     if spec.get("interpolate", 1.0) < 1.0:
         from .rerankers.interpolate import Interpolate
 

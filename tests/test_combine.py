@@ -167,3 +167,45 @@ def test_candidates_outside_the_index_get_bm25_zero_and_an_encoded_cosine(demo_i
     assert feats[3, FEATURES.index("bm25")] == 0.0
     assert feats[3, FEATURES.index("dense")] == pytest.approx(float(encode([docs.texts(["new"])[0]])[0] @ encode([query])[0]),
                                                               abs=1e-5)
+
+
+def test_passage_windows_cover_every_token_and_a_document_scores_its_best_window():
+    from rerank_pipeline.rerankers.scorer import Scorer
+    from rerank_pipeline.rerankers.windows import Windows, passage_windows
+
+    tokens = np.arange(10)
+    assert [w.tolist() for w in passage_windows(tokens, 4, 3, 9)] == [[0, 1, 2, 3], [3, 4, 5, 6], [6, 7, 8, 9]]
+    assert [w.tolist() for w in passage_windows(np.arange(11), 4, 3, 9)][-1] == [7, 8, 9, 10]  # the tail is read
+    assert len(passage_windows(np.arange(3), 4, 3, 9)) == 1 and len(passage_windows(np.arange(100), 4, 2, 5)) == 5
+
+    class LargestToken(Scorer):  # an explicit scorer: a candidate's score is its largest token id
+        config, tokenizer, device, name = {"max_item_tokens": 8, "max_query_tokens": 4}, None, "cpu", "largest"
+        kind, backend, source, fingerprint = "test", "numpy", None, "f"
+        calls: list = []
+
+        def score_ids(self, query_ids, candidates):
+            self.calls.append([len(c) for c in candidates])
+            return [np.array([t[:self.config["max_item_tokens"]].max() for t in c], float) for c in candidates]
+
+    inner = LargestToken()
+    docs = [[np.array([5, 1, 2, 3, 4, 6, 7, 8, 9, 0]), np.array([3, 2])], [np.arange(20)]]
+    first_p = inner.score_ids([np.arange(2)] * 2, docs)
+    maxp = Windows(inner, size=4, stride=4, max_windows=3).score_ids([np.arange(2)] * 2, docs)
+    assert [s.tolist() for s in first_p] == [[8, 3], [7]]        # the first 8 tokens only
+    assert [s.tolist() for s in maxp] == [[9, 3], [11]]          # best of windows 0-3, 4-7, 6-9 / three windows of 20
+    assert inner.calls[-1] == [4, 3]                              # every window of a query's list in one call
+    with pytest.raises(ValueError, match="max_item_tokens"):
+        Windows(inner, size=16)
+
+
+def test_a_windows_block_reads_long_documents_as_passages(demo_index):
+    from rerank_pipeline.config import ConfigError, open_pipeline, validate_config
+
+    cfg = {"retrievers": [{"type": "bm25", "k": 20}],
+           "reranker": {"type": "crossjem", "model": "default", "combine": True, "windows": {"size": 16, "stride": 8}}}
+    pipe = open_pipeline(demo_index, cfg)
+    assert "maxp(crossjem, 16/8)" in pipe.name
+    assert pipe("patagonia japan")[0].docid in {d for d in demo_index.docstore.docids}
+    for bad in ({"stride": 8}, {"size": 0}, {"size": 16, "every": 2}, [16]):
+        with pytest.raises(ConfigError, match="windows"):
+            validate_config({**cfg, "reranker": {**cfg["reranker"], "windows": bad}})
