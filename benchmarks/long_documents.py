@@ -1,7 +1,7 @@
 """Long documents: the shipped reranking stage (CROSS-JEM + features, as the default pipeline runs it) reading SciFact
-abstracts three ways on the same candidates (the default first stage, BM25 | dense RRF top 100, every test query):
-its first 128 word pieces (first-P, as shipped), the whole stored abstract (256 word pieces, the index's cut), and
-passage windows of 128 every 64 scored by the best window (MaxP). nDCG@10 over all queries (pytrec_eval) and ms per
+abstracts several ways on the same candidates (the default first stage, BM25 | dense RRF top 100, every test query):
+its first 128 word pieces (first-P, as shipped) or fewer, the whole stored abstract (256 word pieces, the index's
+cut), and passage windows of 128 every 64 scored by the best window (MaxP). nDCG@10 over all queries (pytrec_eval) and ms per
 query, each query reranked alone as a server does.
 
     python benchmarks/long_documents.py [--max-queries N] [--backend auto]
@@ -29,6 +29,13 @@ from rerank_pipeline.training.data import dataset_index  # noqa: E402
 from rerank_pipeline.types import Run  # noqa: E402
 
 
+def reading(model, tokens: int):
+    """The same model reading each candidate's first `tokens` word pieces."""
+    other = copy.copy(model)
+    other.config = {**model.config, "max_item_tokens": tokens}
+    return other
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--root", type=Path, default=Path("../shared/datasets"))
@@ -37,6 +44,8 @@ def main() -> None:
     ap.add_argument("--index-dir", type=Path, default=Path("indexes/train"))
     ap.add_argument("--max-queries", type=int, default=0)
     ap.add_argument("--backend", default="auto")
+    ap.add_argument("--first-p", type=int, nargs="+", default=[64, 96],
+                    help="also read only the first N word pieces (shorter than shipped: faster)")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/long_documents.md"))
     args = ap.parse_args()
     import pytrec_eval
@@ -48,18 +57,18 @@ def main() -> None:
     topics = {q: ds.queries[q] for q in qids}
     first = open_pipeline(idx, None, rerank=False).search(topics)
     model = load_default(args.backend)
-    whole = copy.copy(model)
-    whole.config = {**model.config, "max_item_tokens": MAX_DOC_TOKENS}
     read = model.config["max_item_tokens"]
-    variants = {f"first-P: the first {read} word pieces (as shipped)": model,
-                f"whole stored abstract ({MAX_DOC_TOKENS} word pieces)": whole,
-                f"MaxP: windows of {read} every {read // 2}, best window": Windows(model, read, read // 2, 4)}
+    variants = {f"first-P: the first {read} word pieces (as shipped)": model}
+    for n in args.first_p:
+        variants[f"first-P: the first {n} word pieces"] = reading(model, n)
+    variants[f"whole stored abstract ({MAX_DOC_TOKENS} word pieces)"] = reading(model, MAX_DOC_TOKENS)
+    variants[f"MaxP: windows of {read} every {read // 2}, best window"] = Windows(model, read, read // 2, 4)
     lengths = np.array([len(t) for t in idx.docstore.token_ids(idx.docstore.docids, model.tokenizer)])
     evaluator = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut.10"})
     lines = [f"Command: `python benchmarks/long_documents.py {' '.join(sys.argv[1:])}`", "",
              f"{args.dataset} {args.split}, {len(qids)} queries (all queries: a query whose relevant documents were not "
              f"retrieved scores 0); candidates: BM25 | dense (RRF) top 100; the shipped CROSS-JEM on `{model.backend}` "
-             f"with its feature combination (`{served(model).name}`); 2 CPU cores, each query reranked alone. "
+             f"with its feature combination (`{served(model, idx).name}`, features read from the index); 2 CPU cores, each query reranked alone. "
              f"Abstracts: median {np.median(lengths):.0f} word pieces, {np.mean(lengths > read):.0%} longer than {read}, "
              f"{np.mean(lengths >= MAX_DOC_TOKENS):.0%} cut at the index's {MAX_DOC_TOKENS}.", "",
              "| reading | nDCG@10 | vs first-P | ms/query p50 | p95 |", "|---|---|---|---|---|"]
@@ -68,7 +77,7 @@ def main() -> None:
     ndcg = np.mean([v["ndcg_cut_10"] for v in evaluator.evaluate(first_stage).values()])
     lines.append(f"| first stage (no reranker) | {ndcg:.4f} | | | |")
     for label, scorer in variants.items():
-        stage = served(scorer)
+        stage = served(scorer, idx)  # features from the index: BM25 and the stored embeddings
         times, scored = [], {}
         for q in qids:
             one = Run.from_sorted({q: first[q]}, first.docs)

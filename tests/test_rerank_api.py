@@ -80,6 +80,7 @@ def test_rerank_api_shapes_and_bad_requests(server):
     assert health["index"] is None and set(health["rerankers"]) == {"crossjem", "pointwise"}
     assert health["models"]["pointwise"]["family"] == "pointwise" and health["models"]["crossjem"]["backend"] in (
         "torch", "onnx-int8")  # the server's 'auto': CROSS-JEM on int8 where the onnx extra is installed
+    assert health["models"]["crossjem"]["max_item_tokens"] == 48 and health["models"]["crossjem"]["windows"] is None
     assert httpx.get(server.url + "/search", params={"q": "x"}).status_code == 404  # no index: rerank API only
 
 

@@ -168,9 +168,11 @@ def stage_model(stage):
 
 
 def describe(stage) -> dict:
-    """What a served reranking stage runs: its name, the model's family, backend and where it came from."""
+    """What a served reranking stage runs: its name, the model's family, backend and where it came from, and how
+    much of each document it reads (word pieces; passage windows when it reads them)."""
     model = stage_model(stage)
-    return {"stage": stage.name, "family": model.kind, "backend": model.backend, "source": model.source}
+    return {"stage": stage.name, "family": model.kind, "backend": model.backend, "source": model.source,
+            "max_item_tokens": model.config.get("max_item_tokens"), "windows": model.config.get("windows")}
 
 
 def response(request: RerankRequest, scores: np.ndarray, version: int) -> dict:
