@@ -6,6 +6,7 @@ the two models interleaved, and the median of the repeats is reported with the r
 """
 from __future__ import annotations
 
+import copy
 import statistics
 import time
 from dataclasses import dataclass
@@ -127,8 +128,9 @@ def run_bench(sizes: Sequence[int] = (100, 700), queries: int = 5, repeats: int 
 
     device = device_for_backend(backend, device)
     crossjem = CrossJEM.load(model_dir, device) if model_dir else CrossJEM.from_encoder(device=device)
-    pointwise = PointwiseCrossEncoder.from_encoder(device=crossjem.device)
-    pointwise.network.encoder.load_state_dict(crossjem.network.encoder.state_dict())  # the same encoder weights
+    # the pointwise model on a copy of CROSS-JEM's encoder: the same depth and weights, whatever the encoder
+    pointwise = PointwiseCrossEncoder(PointwiseCrossEncoder.build_network(
+        copy.deepcopy(crossjem.network.encoder), PointwiseCrossEncoder.defaults), crossjem.tokenizer, {}, crossjem.device)
     with tempfile.TemporaryDirectory() as tmp:
         peer = _peer(pointwise, tmp)
         pointwise.save(tmp)
