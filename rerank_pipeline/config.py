@@ -17,13 +17,13 @@ AXN retrieves with a reranker of its own (retrievers/axn.py):
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any, Sequence
 
 import yaml
 
 from .pipeline import Stage
+from .rerankers.spec import ConfigError, RerankerSpec, positive_int
 
 DEFAULT_CONFIG: dict[str, Any] = {
     "retrievers": [{"type": "bm25", "k": 100}, {"type": "dense", "k": 100}],
@@ -31,13 +31,8 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "cutoff": 100,
 }
 _TOP_KEYS = {"name", "retrievers", "fusion", "cutoff", "reranker"}
-_RERANKER_KEYS = {"type", "model", "cutoff", "interpolate", "combine", "backend", "prompt", "windows"}
 _RETRIEVER_KEYS = {"bm25": {"type", "k"}, "dense": {"type", "k"},
                    "axn": {"type", "k", "budget", "rounds", "blend", "first", "reranker"}}
-
-
-class ConfigError(ValueError):
-    pass
 
 
 def load_config(path: str | Path | None) -> dict[str, Any]:
@@ -69,11 +64,6 @@ def default_config() -> dict[str, Any]:
     return cfg
 
 
-def _positive_int(value: Any, where: str) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ConfigError(f"{where}: must be a positive integer, got {value!r}")
-
-
 def validate_config(cfg: Any, source: str = "config") -> None:
     if not isinstance(cfg, dict):
         raise ConfigError(f"{source}: expected a mapping at the top level")
@@ -89,11 +79,11 @@ def validate_config(cfg: Any, source: str = "config") -> None:
             raise ConfigError(f"{where}.type must be one of {sorted(_RETRIEVER_KEYS)}, got {r!r}")
         if set(r) - _RETRIEVER_KEYS[r["type"]]:
             raise ConfigError(f"{where}: unknown key(s) {sorted(set(r) - _RETRIEVER_KEYS[r['type']])}")
-        _positive_int(r.get("k", 1000), f"{where}.k")
+        positive_int(r.get("k", 1000), f"{where}.k")
         if r["type"] == "axn":
             for key in ("budget", "rounds"):
                 if key in r:
-                    _positive_int(r[key], f"{where}.{key}")
+                    positive_int(r[key], f"{where}.{key}")
             if r.get("budget", 100) < r.get("rounds", 5):
                 raise ConfigError(f"{where}: budget must be at least rounds")
             blend = r.get("blend", 0.0)
@@ -101,7 +91,7 @@ def validate_config(cfg: Any, source: str = "config") -> None:
                 raise ConfigError(f"{where}.blend must be a number in [0, 1], got {blend!r}")
             if r.get("first", "dense") not in ("dense", "bm25"):
                 raise ConfigError(f"{where}.first must be 'dense' or 'bm25'")
-            _validate_reranker(r.get("reranker"), f"{where}.reranker")
+            RerankerSpec.parse(r.get("reranker"), f"{where}.reranker", require_type=True)
     fusion = cfg.get("fusion", {"method": "rrf"})
     if not isinstance(fusion, dict) or fusion.get("method") not in ("rrf", "weighted"):
         raise ConfigError(f"{source}: fusion.method must be 'rrf' or 'weighted'")
@@ -110,57 +100,9 @@ def validate_config(cfg: Any, source: str = "config") -> None:
     if "weights" in fusion and (not isinstance(fusion["weights"], list) or len(fusion["weights"]) != len(retrievers)):
         raise ConfigError(f"{source}: fusion.weights must list one weight per retriever ({len(retrievers)})")
     if "cutoff" in cfg:
-        _positive_int(cfg["cutoff"], f"{source}: cutoff")
+        positive_int(cfg["cutoff"], f"{source}: cutoff")
     if cfg.get("reranker") is not None:
-        _validate_reranker(cfg["reranker"], f"{source}: reranker")
-
-
-def _validate_reranker(reranker: Any, where: str) -> None:
-    from .rerankers import RERANKERS
-
-    if not isinstance(reranker, dict) or reranker.get("type") not in RERANKERS:
-        raise ConfigError(f"{where}.type must be one of {sorted(RERANKERS)}, got {reranker!r}")
-    if set(reranker) - _RERANKER_KEYS:
-        raise ConfigError(f"{where}: unknown key(s) {sorted(set(reranker) - _RERANKER_KEYS)}")
-    if "cutoff" in reranker:
-        _positive_int(reranker["cutoff"], f"{where}.cutoff")
-    from .graphs.runtime import BACKENDS
-
-    if reranker.get("backend", "torch") not in BACKENDS:
-        raise ConfigError(f"{where}.backend must be one of {list(BACKENDS)}, got {reranker['backend']!r}")
-    alpha = reranker.get("interpolate", 1.0)
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha <= 1:
-        raise ConfigError(f"{where}.interpolate must be a number in [0, 1], got {alpha!r}")
-    if "windows" in reranker:
-        windows = reranker["windows"]
-        if not isinstance(windows, dict) or set(windows) - {"size", "stride", "max"} or "size" not in windows:
-            raise ConfigError(f"{where}.windows must be a mapping of size (and stride, max), got {windows!r}")
-        for key, value in windows.items():
-            _positive_int(value, f"{where}.windows.{key}")
-    if "combine" in reranker:
-        _validate_combine(reranker["combine"], f"{where}.combine")
-        if "interpolate" in reranker:
-            raise ConfigError(f"{where}: use either interpolate or combine, not both")
-
-
-def _validate_combine(block: Any, where: str) -> None:
-    from .rerankers.combine import FEATURES
-
-    if block is True:
-        return
-    if not isinstance(block, dict) or set(block) - {"weights", "gate", "features"}:
-        raise ConfigError(f"{where} must be true (the model's stored weights) or a mapping of weights, gate, features;"
-                          f" got {block!r}")
-    weights = block.get("weights", {})
-    if not isinstance(weights, dict) or set(weights) - set(FEATURES) or not all(
-            isinstance(w, (int, float)) and not isinstance(w, bool) and w >= 0 for w in weights.values()):
-        raise ConfigError(f"{where}.weights must map features {list(FEATURES)} to non-negative numbers, got {weights!r}")
-    gate = block.get("gate", 0.0)
-    if isinstance(gate, bool) or not isinstance(gate, (int, float)) or not math.isfinite(gate):
-        raise ConfigError(f"{where}.gate must be a number, got {gate!r}")
-    features = block.get("features", list(FEATURES))
-    if not isinstance(features, list) or set(features) - set(FEATURES):
-        raise ConfigError(f"{where}.features must be a list of {list(FEATURES)}, got {features!r}")
+        RerankerSpec.parse(cfg["reranker"], f"{source}: reranker", require_type=True)
 
 
 def build_pipeline(cfg: dict[str, Any], index, reranker=None) -> Stage:
@@ -177,32 +119,33 @@ def build_pipeline(cfg: dict[str, Any], index, reranker=None) -> Stage:
                        norm=fusion.get("norm", "minmax"))
     if "cutoff" in cfg:
         stage = stage % cfg["cutoff"]
-    spec = cfg.get("reranker")
-    if reranker is not None or spec is not None:
-        stage = stage >> reranker_stage(spec or {}, index, reranker)
-        if spec and "cutoff" in spec:
-            stage = stage % spec["cutoff"]
+    block = cfg.get("reranker")
+    if reranker is not None or block is not None:
+        spec = RerankerSpec.parse(block or {})
+        stage = stage >> reranker_stage(spec, index, reranker)
+        if spec.cutoff is not None:
+            stage = stage % spec.cutoff
     return stage
 
 
-def reranker_stage(spec: dict[str, Any], index, reranker=None) -> Stage:
-    """The reranking stage a `reranker:` block describes (the model, interpolated or combined with the first
-    stage's features as the block says); `reranker` replaces the block's model."""
+def reranker_stage(spec: RerankerSpec | dict[str, Any], index, reranker=None) -> Stage:
+    """The reranking stage a `reranker:` block describes (the model, read in passage windows, interpolated or
+    combined with the first stage's features as the block says); `reranker` replaces the block's model."""
+    spec = RerankerSpec.parse(spec)
     if reranker is None:
         from .rerankers import load_reranker
 
         reranker = load_reranker(spec)
-    if "windows" in spec:  # long documents: each read as passage windows, scored by its best (MaxP)
+    if spec.windows is not None:  # long documents: each read as passage windows, scored by its best (MaxP)
         from .rerankers.windows import Windows
 
-        w = spec["windows"]
-        reranker = Windows(reranker, w["size"], w.get("stride"), w.get("max", 4))
-    if spec.get("interpolate", 1.0) < 1.0:
+        reranker = Windows(reranker, spec.windows["size"], spec.windows.get("stride"), spec.windows.get("max", 4))
+    if spec.interpolate is not None and spec.interpolate < 1.0:
         from .rerankers.interpolate import Interpolate
 
-        return Interpolate(reranker, spec["interpolate"])
-    if spec.get("combine") is not None:
-        return combine_stage(reranker, spec["combine"], index)
+        return Interpolate(reranker, spec.interpolate)
+    if spec.combine is not None:
+        return combine_stage(reranker, spec.combine, index)
     return reranker
 
 

@@ -11,9 +11,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Iterator
 
-_FAMILIES = {"crossjem": "crossjem.reranker:CrossJEM", "pointwise": "pointwise:PointwiseCrossEncoder",
-             "mice": "mice:MICE", "hf-cross-encoder": "hf:HFCrossEncoder", "llm-reranker": "llm:LLMReranker",
-             "cross-encoder": "cross_encoder:OnnxCrossEncoder"}
+from .spec import FAMILIES as _FAMILIES
+from .spec import RerankerSpec
+
 _EXPORTS = {"Reranker": "base:Reranker", **{path.rsplit(":", 1)[1]: path for path in _FAMILIES.values()}}
 
 
@@ -75,7 +75,7 @@ def load_default(backend: str | None = None, kind: str | None = None):
     backend = backend or spec.get("backend", "torch")
     model = _graph_scorer(spec, backend)
     if model is None:
-        model = RERANKERS[spec["type"]].from_spec({"model": spec["model"], "backend": backend})
+        model = RERANKERS[spec["type"]].from_spec(RerankerSpec(spec["type"], spec["model"], backend))
         # Loaded on an ONNX backend, the torch model has just exported its graph: serve what later processes will
         model = _graph_scorer(spec, backend) or model
     if isinstance(spec.get("combine"), dict):
@@ -92,14 +92,16 @@ def _graph_scorer(spec: dict[str, Any], backend: str):
     return CrossJEMGraph.load_if_exported(spec["model"], backend)
 
 
-def load_reranker(spec: dict[str, Any]):
-    """From a YAML `reranker:` block or the CLI: `model` is 'default' (the shipped reranker, default_spec) or a
-    model directory or packaged name, whose family is read from it (and must match `type` when one is given)."""
-    if spec.get("model", "default") == "default":
-        return load_default(spec.get("backend"), spec.get("type"))
-    family = RERANKERS[spec["type"]] if "type" in spec else _load(_EXPORTS["Reranker"])
+def load_reranker(spec: RerankerSpec | dict[str, Any]):
+    """From a `reranker:` block (a RerankerSpec, or a mapping checked as one): `model` is 'default' (the shipped
+    reranker, default_spec) or a model directory or packaged name, whose family is read from it (and must match
+    `type` when one is given)."""
+    spec = RerankerSpec.parse(spec)
+    if spec.model == "default":
+        return load_default(spec.backend, spec.type)
+    family = RERANKERS[spec.type] if spec.type is not None else _load(_EXPORTS["Reranker"])
     return family.from_spec(spec)
 
 
 __all__ = ["Reranker", "CrossJEM", "PointwiseCrossEncoder", "MICE", "HFCrossEncoder", "LLMReranker", "OnnxCrossEncoder",
-           "RERANKERS", "load_reranker", "default_spec", "load_default", "MODELS_DIR"]
+           "RERANKERS", "RerankerSpec", "load_reranker", "default_spec", "load_default", "MODELS_DIR"]

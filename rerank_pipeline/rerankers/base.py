@@ -149,9 +149,10 @@ class Reranker(Scorer):
         (path / CONFIG_FILE).write_text(json.dumps({**self.config, "library_version": __version__}, indent=2))
 
     @classmethod
-    def from_spec(cls, spec: dict[str, Any]) -> "Reranker":
-        """From a YAML `reranker:` block naming a model directory ('default' is resolved by load_reranker)."""
-        return cls.load(spec["model"], backend=spec.get("backend", "torch"))
+    def from_spec(cls, spec) -> "Reranker":
+        """From a `reranker:` block (spec.RerankerSpec) naming a model directory ('default' is resolved by
+        load_reranker)."""
+        return cls.load(spec.model, backend=spec.backend or "torch")
 
     @classmethod
     def default(cls, device: str | None = None) -> "Reranker":

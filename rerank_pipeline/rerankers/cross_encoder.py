@@ -19,8 +19,6 @@ from ..pretrained import hf_directory, packaged_name, packaged_path
 from .hf import HFCrossEncoder, SequenceClassifier
 from ..graphs.export import OnnxModule
 
-TEACHER = "ms-marco-minilm-l12"
-
 
 class OnnxCrossEncoder(HFCrossEncoder):
     kind = "cross-encoder"
@@ -57,10 +55,10 @@ class OnnxCrossEncoder(HFCrossEncoder):
         return model
 
     @classmethod
-    def from_spec(cls, spec: dict[str, Any]) -> HFCrossEncoder:
+    def from_spec(cls, spec) -> HFCrossEncoder:
         """YAML `reranker: {type: cross-encoder, model: ms-marco-minilm-l12}`: the graph on the CPU unless a
         backend is named."""
-        return cls.load(spec.get("model", TEACHER), backend=spec.get("backend", "auto"))
+        return cls.load(spec.model, backend=spec.backend or "auto")
 
     @cached_property
     def fingerprint(self) -> str:

@@ -73,8 +73,8 @@ class LLMReranker(PointwiseCrossEncoder):
         return reranker.with_backend(backend)
 
     @classmethod
-    def from_spec(cls, spec: dict[str, Any]) -> "LLMReranker":
-        return cls.load(spec["model"], backend=spec.get("backend", "torch"), prompt=spec.get("prompt"))
+    def from_spec(cls, spec) -> "LLMReranker":
+        return cls.load(spec.model, backend=spec.backend or "torch", prompt=spec.prompt)
 
     def onnx_parts(self):
         return []  # a causal LM's full logits would be exported; not worth it for a reranker of this kind
