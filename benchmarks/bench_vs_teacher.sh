@@ -12,6 +12,9 @@ M=${MODEL:-runs/crossjem-teacher-l12}
 from rerank_pipeline.rerankers import CrossJEM
 CrossJEM.from_encoder('ms-marco-minilm-l12', device='cpu').save('$M')"
 for s in ${SETS:-dbpedia-titles wikiqa trec-dl19}; do
+  out="benchmarks/results/bench_vs_teacher_$s.md"
   .venv/bin/rerank bench --model "$M" --corpus "$D/$s/corpus.jsonl" -n 100 -n 700 --queries ${QUERIES:-3} \
-    --repeats ${REPEATS:-3} --device cpu --backend onnx-int8 -o "benchmarks/results/bench_vs_teacher_$s.md"
+    --repeats ${REPEATS:-3} --device cpu --backend onnx-int8 -o "$out"
+  printf 'Command: `QUERIES=%s REPEATS=%s bash benchmarks/bench_vs_teacher.sh` (this corpus: %s; 2 CPU cores; CROSS-JEM and the pointwise model on the MS MARCO teacher'"'"'s 12 layers, both int8; MICE cut from that pointwise model, m=2, d=5: 5 layers)\n\n' \
+    "${QUERIES:-3}" "${REPEATS:-3}" "$s" | cat - "$out" > "$out.tmp" && mv "$out.tmp" "$out"
 done
