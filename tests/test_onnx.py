@@ -84,7 +84,7 @@ def test_a_cls_pooled_encoder_with_a_query_prompt_encodes_the_same_without_torch
     prompt = dense.query_prompt("bge-small-en-v1.5")
     assert prompt.startswith("Represent this sentence") and dense.query_prompt(None) == ""
     texts = [prompt + t for t in ("patagonia japan", "what do sea turtles eat in the open ocean", "x")]
-    np.testing.assert_allclose(dense.onnx_query_encoder("bge-small-en-v1.5")(texts),
+    np.testing.assert_allclose(dense.onnx_encoder("bge-small-en-v1.5")(texts),
                                dense.encode(texts, "bge-small-en-v1.5"), atol=1e-5)
 
 
@@ -209,10 +209,10 @@ def test_queries_encode_the_same_on_onnx_and_are_remembered_within_a_bound(monke
     assert dense.use_query_backend("auto") == "onnx"
     got = dense.encode_queries(texts)
     np.testing.assert_allclose(got, expected, atol=1e-5)
-    real_encode = dense.encode
-    monkeypatch.setattr(dense, "encode", lambda *a, **k: pytest.fail("encoded a remembered query again"))
+    real_encode = dense.encode_at_runtime
+    monkeypatch.setattr(dense, "encode_at_runtime", lambda *a, **k: pytest.fail("encoded a remembered query again"))
     np.testing.assert_array_equal(dense.encode_queries(texts[:2]), got[:2])
-    monkeypatch.setattr(dense, "encode", real_encode)
+    monkeypatch.setattr(dense, "encode_at_runtime", real_encode)
     monkeypatch.setattr(dense, "QUERY_MEMORY", 2)
     dense.encode_queries(["tent"])
     assert [t for _, t in dense._queries] == [texts[1], "tent"]  # the least recently used went first

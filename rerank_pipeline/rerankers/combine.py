@@ -92,7 +92,7 @@ class FeatureExtractor:
     def cosine(self, query_texts: Sequence[str], flat: Sequence[str], sizes: Sequence[int], docs,
                indexed: np.ndarray) -> np.ndarray:
         """Query-candidate cosine: stored embeddings where the index has them, the rest encoded now."""
-        from ..retrievers.dense import encode, encode_queries
+        from ..retrievers.dense import encode_at_runtime, encode_queries
 
         q_emb = encode_queries(list(query_texts), self.encoder)
         d_emb = np.empty((len(flat), q_emb.shape[1]), dtype=np.float32)
@@ -100,7 +100,7 @@ class FeatureExtractor:
         if stored.any():
             d_emb[stored] = self.index.embeddings[self.index.docstore.rows([d for d, s in zip(flat, stored) if s])]
         if not stored.all():
-            d_emb[~stored] = encode(docs.texts([d for d, s in zip(flat, stored) if not s]), self.encoder)
+            d_emb[~stored] = encode_at_runtime(docs.texts([d for d, s in zip(flat, stored) if not s]), self.encoder)
         owner = np.repeat(np.arange(len(sizes)), sizes)
         return np.einsum("nd,nd->n", d_emb, q_emb[owner]).astype(np.float64)
 

@@ -109,7 +109,7 @@ def query_graph_fingerprint(directory: str | Path) -> str:
 
 
 @lru_cache(maxsize=4)
-def onnx_query_encoder(name_or_path: str | None = None) -> SentenceGraph:
+def onnx_encoder(name_or_path: str | None = None) -> SentenceGraph:
     """The dual encoder on ONNX Runtime: the graph cached for its weights, exported first (with torch, once per
     weights, as rerankers' are) when there is none. One short query in 2.4 ms instead of 7.1 on 2 cores, where
     torch's per-layer overhead is most of the time."""
@@ -131,6 +131,13 @@ def query_prompt(encoder: str | None) -> str:
     return _json(Path(resolve_encoder(encoder)) / "config_sentence_transformers.json").get("prompts", {}).get("query", "")
 
 
+def encode_at_runtime(texts: Sequence[str], encoder: str | None = None, batch_size: int = 128) -> np.ndarray:
+    """`texts` encoded on the query backend (use_query_backend): ONNX Runtime on the CPU, without torch, where the
+    graph is exported or can be; sentence-transformers otherwise. What searches and rerank requests encode with
+    (queries, and candidates no index holds); index builds use `encode`."""
+    return onnx_encoder(encoder)(list(texts), batch_size) if _on_onnx(encoder) else encode(texts, encoder, batch_size)
+
+
 def encode_queries(texts: Sequence[str], encoder: str | None = None, batch_size: int = 128) -> np.ndarray:
     """`encode` for query texts, remembering the last QUERY_MEMORY of them: a pipeline that retrieves densely and
     then reads the same cosine as a reranking feature (the default one) encodes each query once, not twice."""
@@ -140,10 +147,8 @@ def encode_queries(texts: Sequence[str], encoder: str | None = None, batch_size:
         known = {t: _queries[(encoder, t)] for t in texts if (encoder, t) in _queries}
     missing = [t for t in dict.fromkeys(texts) if t not in known]
     if missing:
-        on_onnx = _on_onnx(encoder)
         prompted = [query_prompt(encoder) + t for t in missing]  # e.g. bge's instruction for short queries
-        known.update(zip(missing, onnx_query_encoder(encoder)(prompted, batch_size) if on_onnx else
-                         encode(prompted, encoder, batch_size)))
+        known.update(zip(missing, encode_at_runtime(prompted, encoder, batch_size)))
     with _queries_lock:
         for text in dict.fromkeys(texts):
             _queries[(encoder, text)] = known[text]
