@@ -55,14 +55,15 @@ def _on_onnx(encoder: str | None) -> bool:
 
     if _query_runtime["backend"] == "torch" or gpu_present() or importlib.util.find_spec("onnxruntime") is None:
         return False
-    return cached_graph(query_graph_fingerprint(resolve_encoder(encoder)), "onnx") is not None or onnx_installed()
+    fingerprint = query_graph_fingerprint(resolve_encoder(encoder))
+    return fingerprint is not None and (cached_graph(fingerprint, "onnx") is not None or onnx_installed())
 
 
 class SentenceGraph:
     """A sentence-transformers dual encoder without torch: its tokenizer (`tokenizers`), its transformer as an ONNX
     graph, and the pooling (mean or [CLS]) and normalisation its directory's modules.json names, in numpy. A CLI
     search encodes its query with this and never imports torch (importing it and sentence-transformers takes
-    seconds); the embeddings equal sentence-transformers' to 1e-6 (tests/test_dense.py)."""
+    seconds); the embeddings equal sentence-transformers' to 1e-5 (tests/test_onnx.py)."""
 
     def __init__(self, directory: str | Path, graph: Path):
         directory = Path(directory)
@@ -72,13 +73,13 @@ class SentenceGraph:
         settings = _json(directory / "sentence_bert_config.json")
         self.tokenizer.enable_truncation(settings.get("max_seq_length", 512))
         self.tokenizer.enable_padding(pad_id=self.tokenizer.token_to_id("[PAD]") or 0)
-        modules = [m["type"].rsplit(".", 1)[-1] for m in _json(directory / "modules.json", [])]
-        pooling = next((_json(directory / m["path"] / "config.json") for m in _json(directory / "modules.json", [])
-                        if m["type"].endswith("Pooling")), {})
+        modules = _json(directory / "modules.json", [])
+        pooling = next((_json(directory / m["path"] / "config.json") for m in modules if m["type"].endswith("Pooling")),
+                       {})
         self.cls = bool(pooling.get("pooling_mode_cls_token"))
         if not self.cls and not pooling.get("pooling_mode_mean_tokens", True):
             raise ValueError(f"{directory}: only mean or [CLS] pooling runs on ONNX Runtime; use the torch backend")
-        self.normalize = "Normalize" in modules
+        self.normalize = any(m["type"].endswith("Normalize") for m in modules)
 
     def __call__(self, texts: Sequence[str], batch_size: int = 128) -> np.ndarray:
         out = []
@@ -103,9 +104,11 @@ def _json(path: Path, missing=None):
     return json.loads(path.read_text()) if path.is_file() else ({} if missing is None else missing)
 
 
-def query_graph_fingerprint(directory: str | Path) -> str:
-    """What the dual encoder's exported graph is cached under: its weights file's digest (readable without torch)."""
-    return "dual-" + file_digest(Path(directory) / "model.safetensors")[:16]
+def query_graph_fingerprint(directory: str | Path) -> str | None:
+    """What the dual encoder's exported graph is cached under: its weights file's digest (readable without torch);
+    None for weights not in safetensors (such an encoder stays on sentence-transformers)."""
+    weights = Path(directory) / "model.safetensors"
+    return "dual-" + file_digest(weights)[:16] if weights.is_file() else None
 
 
 @lru_cache(maxsize=4)
@@ -126,6 +129,7 @@ def onnx_encoder(name_or_path: str | None = None) -> SentenceGraph:
     return SentenceGraph(directory, graph)
 
 
+@lru_cache(maxsize=8)
 def query_prompt(encoder: str | None) -> str:
     """What the model prepends to queries (its sentence-transformers `prompts['query']`; '' for MiniLM)."""
     return _json(Path(resolve_encoder(encoder)) / "config_sentence_transformers.json").get("prompts", {}).get("query", "")
