@@ -51,12 +51,21 @@ def use_query_backend(backend: str) -> str:
 
 
 def _on_onnx(encoder: str | None) -> bool:
+    if _query_runtime["backend"] == "torch":
+        return False
+    fingerprint = _onnx_graph_key(encoder)
+    return fingerprint is not None and (cached_graph(fingerprint, "onnx") is not None or onnx_installed())
+
+
+@lru_cache(maxsize=8)
+def _onnx_graph_key(encoder: str | None) -> str | None:
+    """The encoder's graph key where ONNX Runtime can run it here, else None: decided once per process, not on
+    every query (resolving a packaged encoder checks its files' digests)."""
     import importlib.util
 
-    if _query_runtime["backend"] == "torch" or gpu_present() or importlib.util.find_spec("onnxruntime") is None:
-        return False
-    fingerprint = query_graph_fingerprint(resolve_encoder(encoder))
-    return fingerprint is not None and (cached_graph(fingerprint, "onnx") is not None or onnx_installed())
+    if gpu_present() or importlib.util.find_spec("onnxruntime") is None:
+        return None
+    return query_graph_fingerprint(resolve_encoder(encoder))
 
 
 class SentenceGraph:
