@@ -36,7 +36,7 @@ def train(
     dev_split: Optional[str] = typer.Option("dev", "--dev-split", help="Dev split evaluated each epoch ('' for none; held out of train where a set has no dev)."),
     dev_data: List[Path] = typer.Option([], "--dev-data", help="Dataset dirs for the dev split (default: the --data dirs)."),
     loss: LossName = typer.Option(LossName.rpl, "--loss", help="rpl (Eq. 2), rpl-inclusive, listnet, ce (softmax CE), bce, margin-mse (MICE), kl (listwise distillation)."),
-    teacher: Optional[Path] = typer.Option(None, "--teacher", help="Model whose scores become the targets (distillation): 'ms-marco-minilm-l12' (packaged) or a model dir; MICE is also cut from a pointwise one."),
+    teacher: Optional[Path] = typer.Option(None, "--teacher", help="Model whose scores become the targets (distillation): 'ms-marco-minilm-l12' (packaged) or a model dir; MICE is cut from it (a pointwise or Hugging Face BERT cross-encoder)."),
     teacher_cache: Optional[Path] = typer.Option(None, "--teacher-cache", help="SQLite store of the teacher's scores, each pair computed once (default: in the user cache dir)."),
     label_mix: float = typer.Option(0.0, "--label-mix", min=0.0, max=1.0, help="With --teacher: targets (1-m)*teacher + m*labels."),
     temperature: float = typer.Option(1.0, "--temperature", min=0.05, help="--loss kl: softmax temperature of teacher and student."),
@@ -75,7 +75,7 @@ def train(
 
     weights = parse_weights(combine) if combine else None  # a typo fails before any list is built
     if model == ModelKind.mice and teacher is None:
-        fail("--family mice: MICE is cut from a trained pointwise cross-encoder and distilled from it; pass --teacher DIR")
+        fail("--family mice: MICE is cut from a trained cross-encoder and distilled from it; pass --teacher DIR or --teacher ms-marco-minilm-l12")
     try:
         spec = ListSpec(given_k=given_k, bm25_k=bm25_k, dense_k=dense_k, max_lists=max_lists)
         train_lists = load_many(data, split, spec, index_dir, dense)

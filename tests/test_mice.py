@@ -246,3 +246,45 @@ def test_documents_on_the_fly_chunk_by_chunk_score_the_same(mice_dir):
     model.chunk_items = 3
     for a, b in zip(model.score_ids(queries, lists), whole):
         np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def tiny_hf_cross_encoder(path, num_labels: int = 1):
+    """A 4-layer random BERT sequence classifier (pooler + classifier), as a Hugging Face cross-encoder ships."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from rerank_pipeline.encoders import default_encoder_path, load_tokenizer
+
+    torch.manual_seed(2)
+    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=4, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=512, num_labels=num_labels)
+    BertForSequenceClassification(config).save_pretrained(path, safe_serialization=True)
+    load_tokenizer(default_encoder_path()).save_pretrained(path)
+    return path
+
+
+def test_cut_from_a_hugging_face_cross_encoder_keeps_its_pooled_head(tmp_path):
+    from transformers import AutoModelForSequenceClassification
+
+    source = tiny_hf_cross_encoder(tmp_path / "hf")
+    hf = AutoModelForSequenceClassification.from_pretrained(source).eval()
+    model = MICE.from_teacher(source, merge_layer=1, depth=4, device="cpu")
+    assert model.config["head"] == "pooled"
+    cls_state = torch.randn(3, 32)
+    with torch.no_grad():
+        expected = hf.classifier(hf.bert.pooler(cls_state[:, None, :])).squeeze(-1)  # the teacher's own head
+        np.testing.assert_allclose(model.network.head(cls_state).squeeze(-1), expected, atol=1e-6)
+    assert torch.equal(model.network.top[0].self_attention.query.weight,
+                       hf.bert.encoder.layer[1].attention.self.query.weight)
+
+    model.save(tmp_path / "mice")                               # the pooled head survives a round trip
+    again = MICE.load(tmp_path / "mice", device="cpu")
+    queries = [np.array([2054, 5320, 2015]), np.array([3899])]
+    items = [[np.array([5320, 2015, 1012]), np.array([2003])], [np.array([3899, 2003, 1037, 2204])]]
+    for a, b in zip(model.score_ids(queries, items), again.score_ids(queries, items)):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_a_cross_encoder_with_two_labels_is_refused_by_name(tmp_path):
+    source = tiny_hf_cross_encoder(tmp_path / "hf2", num_labels=2)
+    with pytest.raises(ValueError, match="config.json: field 'architectures'.*one logit"):
+        MICE.from_teacher(source, merge_layer=1, depth=4)

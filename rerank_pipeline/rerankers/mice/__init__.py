@@ -14,11 +14,28 @@ from torch.nn.utils.rnn import pad_sequence
 
 from ...types import split_by
 from ...encoders import tensor_digest
+from ...pretrained import hf_directory, packaged_name
 from ..base import Reranker
+from ..hf import HFCrossEncoder
+from ..pointwise import PointwiseCrossEncoder
 from ..scorer import budget_batches, trimmed
-from .model import Interaction, MiceNetwork
+from .model import Interaction, MiceNetwork, PooledHead
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[2] / "models" / "mice-minilm-l6"
+
+
+def bert_parts(model: torch.nn.Module, path: Path) -> tuple[torch.nn.Module, PooledHead]:
+    """A Hugging Face BERT sequence classifier's encoder (its pooler removed) and its pooler + classifier as the
+    head MICE scores with."""
+    base, classifier = getattr(model, "bert", None), getattr(model, "classifier", None)
+    if base is None or getattr(base, "pooler", None) is None or getattr(classifier, "out_features", None) != 1:
+        raise ValueError(f"{path / 'config.json'}: field 'architectures': MICE is cut from a BERT cross-encoder with a "
+                         f"pooler and one logit, not {type(model).__name__}")
+    head = PooledHead(base.config.hidden_size)
+    head.pooler.load_state_dict(base.pooler.dense.state_dict())
+    head.classifier.load_state_dict(classifier.state_dict())
+    base.pooler = None
+    return base, head
 
 
 class MICE(Reranker):
@@ -53,17 +70,24 @@ class MICE(Reranker):
 
     @classmethod
     def build_network(cls, encoder: torch.nn.Module, config: dict[str, Any]) -> torch.nn.Module:
-        return MiceNetwork(encoder, config["merge_layer"], config["depth"])
+        head = PooledHead(encoder.config.hidden_size) if config.get("head") == "pooled" else None
+        return MiceNetwork(encoder, config["merge_layer"], config["depth"], head)
 
     @classmethod
     def from_teacher(cls, teacher: str | Path, device: str | None = None, **config) -> "MICE":
-        """A MICE model cut from a trained pointwise cross-encoder (its layers, head and tokenizer), to be trained by
-        distillation from that same teacher."""
-        from ..pointwise import PointwiseCrossEncoder
-
-        source = PointwiseCrossEncoder.load(teacher, device="cpu")  # errors name the file and field when mismatched
+        """A MICE model cut from a trained cross-encoder (its layers, head and tokenizer), to be trained by
+        distillation from that same teacher: a pointwise model directory of this project, a Hugging Face BERT
+        cross-encoder directory, or a packaged one ('ms-marco-minilm-l12', its int8 weights dequantized)."""
+        path = hf_directory(str(teacher)) if packaged_name(str(teacher)) else Path(teacher)
+        if HFCrossEncoder.recognizes(path):
+            source = HFCrossEncoder.load(path, device="cpu")
+            encoder, head = bert_parts(source.network.model, path)
+            config = {**config, "head": "pooled"}
+        else:
+            source = PointwiseCrossEncoder.load(path, device="cpu")  # errors name the file and field
+            encoder, head = source.network.encoder, source.network.head
         config = {**cls.defaults, "max_query_tokens": source.config["max_query_tokens"], **config}
-        network = MiceNetwork(source.network.encoder, config["merge_layer"], config["depth"], head=source.network.head)
+        network = MiceNetwork(encoder, config["merge_layer"], config["depth"], head=head)
         return cls(network, source.tokenizer, {**config, "teacher": str(teacher)}, device)
 
     @classmethod

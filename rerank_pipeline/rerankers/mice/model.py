@@ -4,7 +4,8 @@ query-side interaction layers.
 Layers 0..m-1 (the encoder kept as it is) see the query and the document apart, so a document's layer-m states
 can be computed once, at index time. Layers m..d-1 are rebuilt as query self-attention, cross-attention from the
 query tokens to the fixed document states, and the feed-forward block; document states are never updated there.
-Layers from d on are dropped. The score is a linear head on the query-side [CLS].
+Layers from d on are dropped. The score is the teacher's head (linear, or BERT's pooler and classifier) on the
+query-side [CLS].
 """
 from __future__ import annotations
 
@@ -96,8 +97,21 @@ class InteractionLayer(nn.Module):
         return self.output(self.intermediate(x), x)
 
 
+class PooledHead(nn.Module):
+    """BERT's sequence-classification head, the one a Hugging Face cross-encoder such as the MS MARCO teacher
+    scores with: the pooler (dense, tanh) on [CLS], then the classifier."""
+
+    def __init__(self, hidden: int):
+        super().__init__()
+        self.pooler = nn.Linear(hidden, hidden)
+        self.classifier = nn.Linear(hidden, 1)
+
+    def forward(self, cls_state: torch.Tensor) -> torch.Tensor:
+        return self.classifier(torch.tanh(self.pooler(cls_state)))
+
+
 class MiceNetwork(nn.Module):
-    def __init__(self, encoder: nn.Module, merge_layer: int, depth: int, head: nn.Linear | None = None):
+    def __init__(self, encoder: nn.Module, merge_layer: int, depth: int, head: nn.Module | None = None):
         super().__init__()
         layers = encoder.encoder.layer
         if not (0 <= merge_layer and merge_layer + 2 <= depth <= len(layers)):
