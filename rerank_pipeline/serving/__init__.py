@@ -4,10 +4,18 @@ not, so the offline report reads logs without FastAPI installed."""
 
 
 def __getattr__(name: str):
-    if name in ("Limits", "create_app", "run_timed"):
-        from . import app
+    if name == "Limits":
+        from .limits import Limits
 
-        return getattr(app, name)
+        return Limits
+    if name == "create_app":
+        from .app import create_app
+
+        return create_app
+    if name == "run_timed":
+        from .service import run_timed
+
+        return run_timed
     if name in ("MicroBatcher", "Overloaded"):
         from . import batcher
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Optional
 
-from .app import Limits
+from .limits import Limits
 
 
 # A server is where latency counts: it runs a reranker on the faster backend of equal quality unless told otherwise.

@@ -15,7 +15,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..pipeline import SCORE_MODES, scaled_scores
+from ..pipeline import scaled_scores
+from .limits import Limits
+from .schemas import RerankBody
 
 
 @dataclass
@@ -37,48 +39,25 @@ class RerankError(ValueError):
         self.status = status
 
 
-def parse_request(body: Any, version: int, models: Sequence[str], max_documents: int, max_query_chars: int,
-                  max_document_chars: int) -> RerankRequest:
-    """Validate a request body as Cohere does (documents as strings or `{"text": ...}` objects), plus this
-    server's caps. `model` must name a served reranker (v2 requires it; v1 falls back to the first)."""
-    if not isinstance(body, dict):
-        raise RerankError(422, "the body must be a JSON object")
-    model = body.get("model", models[0] if version == 1 and models else None)
-    if not isinstance(model, str):
+def parse_request(body: RerankBody, version: int, models: Sequence[str], limits: Limits) -> RerankRequest:
+    """A validated body (schemas.RerankBody) checked against this server's caps and models: `model` must name a
+    served reranker (v2 requires it; v1 falls back to the first)."""
+    model = body.model if body.model is not None else (models[0] if version == 1 and models else None)
+    if model is None:
         raise RerankError(422, "'model' must be a string: the name of a served reranker")
     if model not in models:
         raise RerankError(404, f"no reranker named {model!r} is served (available: {', '.join(models) or 'none'})")
-    query = body.get("query")
-    if not isinstance(query, str) or not query.strip():
-        raise RerankError(422, "'query' must be a non-empty string")
-    if len(query) > max_query_chars:
-        raise RerankError(422, f"'query' over {max_query_chars} characters")
-    documents = body.get("documents")
-    if not isinstance(documents, list) or not documents:
-        raise RerankError(422, "'documents' must be a non-empty list")
-    if len(documents) > max_documents:
-        raise RerankError(413, f"{len(documents)} documents: at most {max_documents} per request")
-    texts = []
-    for i, doc in enumerate(documents):
-        text = doc.get("text") if isinstance(doc, dict) else doc
-        if not isinstance(text, str):
-            raise RerankError(422, f"documents[{i}] must be a string or an object with a string 'text'")
-        if len(text) > max_document_chars:
-            raise RerankError(413, f"documents[{i}] over {max_document_chars} characters")
-        texts.append(text)
-    top_n = body.get("top_n", len(texts))
-    if not isinstance(top_n, int) or isinstance(top_n, bool) or top_n < 1:
-        raise RerankError(422, "'top_n' must be an integer >= 1")
-    return_documents = body.get("return_documents", False)
-    if not isinstance(return_documents, bool):
-        raise RerankError(422, "'return_documents' must be true or false")
-    max_tokens = body.get("max_tokens_per_doc")
-    if max_tokens is not None and (not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1):
-        raise RerankError(422, "'max_tokens_per_doc' must be an integer >= 1")
-    score_mode = body.get("score_mode", "raw")
-    if score_mode not in SCORE_MODES:
-        raise RerankError(422, f"'score_mode' must be one of {', '.join(SCORE_MODES)}")
-    return RerankRequest(model, query.strip(), texts, min(top_n, len(texts)), return_documents, max_tokens, score_mode)
+    if len(body.query) > limits.max_query_chars:
+        raise RerankError(422, f"'query' over {limits.max_query_chars} characters")
+    if len(body.documents) > limits.max_rerank_documents:
+        raise RerankError(413, f"{len(body.documents)} documents: at most {limits.max_rerank_documents} per request")
+    texts = [doc if isinstance(doc, str) else doc.text for doc in body.documents]
+    for i, text in enumerate(texts):
+        if len(text) > limits.max_document_chars:
+            raise RerankError(413, f"documents[{i}] over {limits.max_document_chars} characters")
+    top_n = min(body.top_n or len(texts), len(texts))
+    return RerankRequest(model, body.query, texts, top_n, body.return_documents, body.max_tokens_per_doc,
+                         body.score_mode)
 
 
 def cut_to_tokens(tokenizer, texts: Sequence[str], max_tokens: int) -> list[str]:
@@ -186,26 +165,3 @@ def response(request: RerankRequest, scores: np.ndarray, version: int) -> dict:
         results.append(result)
     return {"id": uuid.uuid4().hex, "results": results,
             "meta": {"api_version": {"version": str(version)}, "billed_units": {"search_units": 1}}}
-
-
-def add_routes(app, stages: dict[str, Any], submit, limits) -> None:
-    """`POST /v1/rerank` and `POST /v2/rerank` on `app`; `submit(request)` awaits the micro-batcher."""
-    from fastapi import Body
-    from fastapi.responses import JSONResponse
-
-    async def rerank(body: Any, version: int):
-        try:
-            request = parse_request(body, version, list(stages), limits.max_rerank_documents,
-                                    limits.max_query_chars, limits.max_document_chars)
-        except RerankError as e:
-            return JSONResponse({"detail": str(e)}, status_code=e.status)
-        return response(request, await submit(request), version)
-
-    @app.post("/v1/rerank")
-    async def rerank_v1(body: Any = Body(...)):
-        return await rerank(body, 1)
-
-    @app.post("/v2/rerank")
-    async def rerank_v2(body: Any = Body(...)):
-        return await rerank(body, 2)
-
