@@ -18,10 +18,9 @@ import numpy as np
 from .. import __version__
 from ..encoders import load_tokenizer, recorded_name, resolve_encoder, tokenizer_fingerprint
 from ..io.records import read_records
-from .docstore import write_docstore
+from .parts import ENCODED_CHUNKS, PartSpec, publish, write_parts
 from .progress import progress_bars
-from ..files import swap_into_place
-from .store import DEFAULT_INDEX_DIR, FORMAT_VERSION, MANIFEST, Index, write_manifest
+from .store import DEFAULT_INDEX_DIR, FORMAT_VERSION, Index, write_manifest
 
 ENCODE_CHUNK = 4096
 SKIPPED_REPORT = "skipped.tsv"
@@ -49,8 +48,7 @@ def build_index(
     """Build (or rebuild) index `name`. Returns the opened index and the problems skipped (with skip_invalid).
     `mice`: a MICE model directory whose document states are stored with the index (index/states.py).
     `ray`: encode on Ray actors ('local': on this machine, or a cluster address); the same index results."""
-    from ..retrievers.bm25 import bm25_backend as backend_class
-    from ..retrievers.dense import FAISS_KINDS, build_faiss, encode, load_dual_encoder, write_faiss
+    from ..retrievers.dense import FAISS_KINDS, encode, load_dual_encoder
 
     if not (bm25 or dense):
         raise ValueError("nothing to build: both BM25 and dense are disabled")
@@ -86,28 +84,18 @@ def build_index(
                 shutil.rmtree(stale, ignore_errors=True)
         work.mkdir(exist_ok=True)
 
-        # The docstore is cheap next to encoding: always rewritten.
         tokenizer = load_tokenizer(encoder_path)
-        (work / "docstore.sqlite").unlink(missing_ok=True)
-        task = progress.add_task("tokenizing", total=len(texts))
-        write_docstore(work / "docstore.sqlite", docids, texts, tokenizer,
-                       progress=lambda n: progress.advance(task, n))
+        spec = PartSpec(bm25_backend=bm25_backend if bm25 else None, faiss_kind=faiss_kind if dense else None,
+                        encoder_name=encoder_name, mice=mice_model,
+                        max_seq_length=int(load_dual_encoder(encoder).max_seq_length) if dense else None)
 
-        stages, manifest_stages = [], {}
-        if bm25:
-            task = progress.add_task(f"bm25 ({bm25_backend})", total=1)
-            shutil.rmtree(work / "bm25", ignore_errors=True)
-            backend = backend_class(bm25_backend)
-            backend.build(texts, work / "bm25", show_progress=False)
-            progress.advance(task)
-            stages.append("bm25")
-            manifest_stages["bm25"] = {"backend": bm25_backend, **backend.settings}
-        if dense:
-            chunk_dir = work / "dense" / "chunks"
+        def embed(progress) -> np.ndarray:
+            """Every text encoded, chunk by chunk: chunks already in the work directory are kept (resume)."""
+            chunk_dir = work / ENCODED_CHUNKS
             chunk_dir.mkdir(parents=True, exist_ok=True)
             task = progress.add_task("encoding", total=len(texts))
             starts = range(0, len(texts), ENCODE_CHUNK)
-            todo = [c for c in range(len(starts)) if not (chunk_dir / f"{c:05d}.npy").exists()]  # resume
+            todo = [c for c in range(len(starts)) if not (chunk_dir / f"{c:05d}.npy").exists()]
             progress.update(task, completed=len(texts) - sum(len(texts[starts[c]:starts[c] + ENCODE_CHUNK])
                                                              for c in todo))
 
@@ -123,30 +111,15 @@ def build_index(
                     save_chunk(c, emb)
                     progress.advance(task, len(emb))
                 todo = []
-            model = load_dual_encoder(encoder)
             chunks = []
             for c, start in enumerate(starts):
                 if c in todo:
                     save_chunk(c, encode(texts[start:start + ENCODE_CHUNK], encoder, encode_batch_size))
                     progress.advance(task, min(ENCODE_CHUNK, len(texts) - start))
                 chunks.append(np.load(chunk_dir / f"{c:05d}.npy"))
-            embeddings = np.ascontiguousarray(np.concatenate(chunks)) if chunks else np.zeros((0, 384), np.float32)
-            np.save(work / "dense" / "embeddings.npy", embeddings)
-            task = progress.add_task(f"faiss {faiss_kind}", total=1)
-            write_faiss(build_faiss(embeddings, faiss_kind), work / "dense" / "index.faiss")
-            progress.advance(task)
-            shutil.rmtree(chunk_dir)
-            stages.append("dense")
-            manifest_stages["dense"] = {"encoder": encoder_name, "dim": int(embeddings.shape[1]),
-                                        "faiss": faiss_kind, "normalized": True,
-                                        "max_seq_length": int(model.max_seq_length)}
+            return np.concatenate(chunks) if chunks else np.zeros((0, 384), np.float32)
 
-        if mice_model is not None:
-            from .docstore import DocStore
-            from .states import STATES_DIR, write_document_states
-
-            manifest_stages[STATES_DIR] = write_document_states(work / STATES_DIR, DocStore(work / "docstore.sqlite"),
-                                                                mice_model, progress)
+        parts = write_parts(work, docids, texts, tokenizer, spec, progress, embed)
 
     manifest = {
         "format_version": FORMAT_VERSION,
@@ -156,15 +129,12 @@ def build_index(
         "corpus": {"path": str(Path(corpus).resolve()), "sha256": records.sha256, "documents": len(docids),
                    "skipped": len(records.skipped), "id_field": id_field, "text_field": text_field},
         "tokenizer": {"encoder": encoder_name, "fingerprint": tokenizer_fingerprint(tokenizer)},
-        "stages": stages,
-        **manifest_stages,
+        **parts,
     }
     if records.skipped:  # --skip-invalid: what was left out, one line per problem, kept with the index
         (work / SKIPPED_REPORT).write_text("file\tline\tfield\tproblem\n" + "".join(
             f"{p.path}\t{p.line}\t{p.field}\t{p.message}\n" for p in records.skipped))
-    (work / MANIFEST).write_text(json.dumps(manifest, indent=2))
-    swap_into_place(work, target)
-    return Index.open(target), records.skipped
+    return publish(work, target, manifest), records.skipped
 
 
 def rebuild_faiss(index: Index, faiss_kind: str) -> Index:

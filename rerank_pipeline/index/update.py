@@ -20,11 +20,11 @@ import numpy as np
 
 from ..encoders import load_tokenizer, resolve_encoder
 from ..io.records import read_records
-from .docstore import DocStore, write_docstore
-from .progress import progress_bars
 from ..files import swap_into_place
+from .parts import PartSpec, publish, write_parts
+from .progress import progress_bars
 from .states import STATES_DIR, write_document_states
-from .store import MANIFEST, Index, write_manifest
+from .store import Index, write_manifest
 
 
 def read_id_list(spec: str) -> list[str]:
@@ -50,8 +50,7 @@ def update_index(index: Index, add: str | Path | None = None, delete: Sequence[s
                  show_progress: bool = True) -> tuple[Index, dict]:
     """Add the records of `add` (an id already present is replaced) and delete the ids in `delete`. Returns the
     updated index and a summary {added, replaced, deleted, documents}."""
-    from ..retrievers.bm25 import bm25_backend
-    from ..retrievers.dense import build_faiss, encode, write_faiss
+    from ..retrievers.dense import encode
 
     if add is None and not delete:
         raise ValueError("nothing to update: give documents to add and/or ids to delete")
@@ -82,44 +81,35 @@ def update_index(index: Index, add: str | Path | None = None, delete: Sequence[s
             shutil.rmtree(stale, ignore_errors=True)
     shutil.rmtree(work, ignore_errors=True)  # cheap next to a build: redone, not resumed
     work.mkdir()
-    manifest = {k: v for k, v in index.manifest.items() if k != "mice"}
-    mice = _mice_model(index.manifest.get("mice"))
+    manifest = {k: v for k, v in index.manifest.items() if k != STATES_DIR}
+    dense = manifest.get("dense") if "dense" in index.stages else None
+    spec = PartSpec(bm25_backend=manifest["bm25"]["backend"] if "bm25" in index.stages else None,
+                    faiss_kind=dense["faiss"] if dense else None, encoder_name=dense and dense["encoder"],
+                    max_seq_length=dense and dense.get("max_seq_length"), mice=_mice_model(index.manifest.get("mice")))
+
+    def embed(progress) -> np.ndarray:
+        """The kept documents' stored embeddings, then the added ones encoded."""
+        task = progress.add_task("encoding", total=len(added))
+        old = index.embeddings
+        new = encode(list(added.values()), dense["encoder"]) if added else np.zeros((0, old.shape[1]), np.float32)
+        progress.advance(task, len(added))
+        return np.concatenate([old[keep], new])
+
     with progress_bars(show_progress) as progress:
-        task = progress.add_task("tokenizing", total=len(texts))
-        write_docstore(work / "docstore.sqlite", docids, texts,
-                       load_tokenizer(resolve_encoder(manifest["tokenizer"]["encoder"])),
-                       progress=lambda n: progress.advance(task, n))
-        if "bm25" in index.stages:
-            task = progress.add_task("bm25", total=1)
-            bm25_backend(manifest["bm25"]["backend"]).build(texts, work / "bm25", show_progress=False)
-            progress.advance(task)
-        if "dense" in index.stages:
-            task = progress.add_task("encoding", total=len(added))
-            old = index.embeddings
-            new = encode(list(added.values()), manifest["dense"]["encoder"]) if added else \
-                np.zeros((0, old.shape[1]), np.float32)
-            progress.advance(task, len(added))
-            embeddings = np.ascontiguousarray(np.concatenate([old[keep], new]))
-            (work / "dense").mkdir()
-            np.save(work / "dense" / "embeddings.npy", embeddings)
-            write_faiss(build_faiss(embeddings, manifest["dense"]["faiss"]), work / "dense" / "index.faiss")
-        if mice is not None:
-            manifest[STATES_DIR] = write_document_states(work / STATES_DIR, DocStore(work / "docstore.sqlite"), mice,
-                                                         progress)
+        tokenizer = load_tokenizer(resolve_encoder(manifest["tokenizer"]["encoder"]))
+        manifest.update(write_parts(work, docids, texts, tokenizer, spec, progress, embed))
     manifest["corpus"] = {**manifest["corpus"], "documents": len(docids),
                           "updates": manifest["corpus"].get("updates", []) + [{
                               "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                               "source": str(Path(add).resolve()) if add else None, **summary}]}
     dropped = []
-    if "mice" in index.manifest and mice is None:
+    if "mice" in index.manifest and spec.mice is None:
         dropped.append("MICE states (their model directory is gone)")
     if (index.path / "axn").exists():
         dropped.append("AXN item vectors")
     if dropped:
         manifest["dropped"] = f"not carried over by the update: {', '.join(dropped)}; rebuild them"
-    (work / MANIFEST).write_text(json.dumps(manifest, indent=2))
-    swap_into_place(work, target)
-    return Index.open(target), summary
+    return publish(work, target, manifest), summary
 
 
 def add_document_states(index, model, show_progress: bool = True):
