@@ -191,14 +191,119 @@ class ResidualHead(torch.nn.Module):
         return self.weights, self.stage_config()["gate"]
 
 
-def _save_checkpoint(model: Reranker, optimizer, scheduler, state: dict, directory: Path) -> None:
-    tmp = directory.with_name(directory.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save(tmp)
-    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, tmp / "optimizer.pt")
-    (tmp / "trainer_state.json").write_text(json.dumps(state, indent=2))
-    shutil.rmtree(directory, ignore_errors=True)
-    tmp.rename(directory)
+class Trainer:
+    """One training run's state: the model and its residual head, optimizer, schedule, loss, teacher and the
+    trainer state that checkpoints carry (epochs done, best dev score, history)."""
+
+    def __init__(self, model: Reranker, train_lists: list[RankingList], cfg: TrainConfig,
+                 teacher: Reranker | CachedTeacher | None = None):
+        from transformers import get_linear_schedule_with_warmup
+
+        if cfg.loss not in LOSSES:
+            raise ValueError(f"unknown loss '{cfg.loss}' (use {', '.join(LOSSES)})")
+        if not train_lists:
+            raise ValueError("no training lists")
+        self.model, self.lists, self.cfg = model, train_lists, cfg
+        self.teacher = as_cached(teacher) if teacher is not None else None
+        self.loss_fn = partial(LOSSES[cfg.loss], temperature=cfg.temperature) if cfg.loss == "kl" else LOSSES[cfg.loss]
+        for l in train_lists:
+            if len(l.labels):
+                cfg.max_grade[l.source] = max(cfg.max_grade.get(l.source, 1.0), float(l.labels.max()))
+        if self.teacher is not None and cfg.targets == "auto":
+            cfg.targets = "teacher"
+        torch.manual_seed(cfg.seed)
+        self.device = model.device
+        self.head = ResidualHead(cfg.combine["weights"], cfg.combine.get("gate", 0.0)).to(self.device) \
+            if cfg.combine else None
+        self.groups = [{"params": list(model.network.parameters())}]
+        if self.head is not None:  # two scalars: a transformer's learning rate would barely move them
+            self.groups.append({"params": list(self.head.parameters()), "lr": 1e-2, "weight_decay": 0.0})
+        self.optimizer = torch.optim.AdamW(self.groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        steps_per_epoch = math.ceil((cfg.lists_per_epoch or len(train_lists)) / (cfg.lists_per_step * cfg.grad_accum))
+        total = steps_per_epoch * cfg.epochs
+        self.scheduler = get_linear_schedule_with_warmup(self.optimizer, int(cfg.warmup * total), total)
+        self.state = {"epoch": 0, "best": -1.0, "best_epoch": 0, "history": [], "config": asdict(cfg)}
+
+    # ---- checkpoints -------------------------------------------------------------------------------------------
+    def save_checkpoint(self, directory: Path) -> None:
+        tmp = directory.with_name(directory.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        self.model.save(tmp)
+        torch.save({"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()},
+                   tmp / "optimizer.pt")
+        (tmp / "trainer_state.json").write_text(json.dumps(self.state, indent=2))
+        shutil.rmtree(directory, ignore_errors=True)
+        tmp.rename(directory)
+
+    def resume(self, directory: Path) -> bool:
+        """Continue from a checkpoint directory if there is one (weights, optimizer, schedule, trainer state)."""
+        if not (directory / "trainer_state.json").is_file():
+            return False
+        from safetensors.torch import load_file
+
+        self.model.network.load_state_dict({k: v.float() for k, v in load_file(directory / "model.safetensors").items()})
+        opt_state = torch.load(directory / "optimizer.pt", weights_only=True, map_location=self.device)
+        self.optimizer.load_state_dict(opt_state["optimizer"])
+        self.scheduler.load_state_dict(opt_state["scheduler"])
+        self.state = json.loads((directory / "trainer_state.json").read_text())
+        if self.head is not None:
+            self.head.load_state_dict({k: torch.tensor(v) for k, v in self.state["residual_head"].items()})
+        return True
+
+    # ---- training ----------------------------------------------------------------------------------------------
+    def loss(self, part: list[RankingList], picks: list[np.ndarray]) -> torch.Tensor:
+        """The loss of one group of lists, each cut to its picked items (teacher scores filled in as needed)."""
+        model, device = self.model, self.device
+        if self.teacher is not None:  # only the sampled items the teacher has not scored yet
+            self.teacher.fill(part, [p if l.teacher is None else p[np.isnan(l.teacher[p])] for l, p in zip(part, picks)])
+        qids = model.tokenize_queries([l.query for l in part])
+        items = [[_item_ids(model, l)[k] for k in p] for l, p in zip(part, picks)]
+        with model.autocast():
+            logits = model.logits(qids, items)
+        width = max(len(p) for p in picks)
+        f = torch.full((len(part), width), NEG, device=device)
+        y = torch.zeros((len(part), width), device=device)
+        mask = torch.zeros((len(part), width), dtype=torch.bool, device=device)
+        for r, (l, p, lg) in enumerate(zip(part, picks, logits)):
+            f[r, : len(p)] = lg.float() if self.head is None else self.head(_features(l)[p], lg)
+            y[r, : len(p)] = torch.from_numpy(_targets(l, self.cfg)[p]).to(device)
+            mask[r, : len(p)] = True
+        return self.loss_fn(f, y, mask)
+
+    def epoch(self, epoch: int, show_progress: bool = True) -> float | None:
+        """One epoch over the mixed order of lists; the running (smoothed) loss."""
+        from tqdm.auto import tqdm
+
+        cfg = self.cfg
+        rng = random.Random(cfg.seed * 1000 + epoch)  # per-epoch seed: resumed runs see the same order
+        order = mixed_order([l.source for l in self.lists], cfg.lists_per_epoch, cfg.mix_temperature, cfg.seed,
+                            epoch)
+        self.model.network.train()
+        bar = tqdm(range(0, len(order), cfg.lists_per_step), desc=f"epoch {epoch}/{cfg.epochs}",
+                   disable=not show_progress)
+        running = None
+        for i, start in enumerate(bar):
+            part = [self.lists[j] for j in order[start:start + cfg.lists_per_step]]
+            loss = self.loss(part, [_sample(l, cfg.list_size, rng) for l in part]) / cfg.grad_accum
+            loss.backward()
+            if (i + 1) % cfg.grad_accum == 0 or start + cfg.lists_per_step >= len(order):
+                torch.nn.utils.clip_grad_norm_(self.groups[0]["params"], 1.0)
+                self.optimizer.step()
+                self.scheduler.step()
+                self.optimizer.zero_grad(set_to_none=True)
+            value = loss.item() * cfg.grad_accum
+            running = value if running is None else 0.95 * running + 0.05 * value
+            bar.set_postfix(loss=f"{running:.4f}",
+                            **({"gate": f"{self.head.gate.item():.3f}"} if self.head is not None else {}))
+        self.model.network.eval()
+        if self.head is not None:
+            self.model.config["combine"] = self.head.stage_config()  # saved with the model: the stage's settings
+            self.state["residual_head"] = {k: float(v) for k, v in self.head.state_dict().items()}
+        return running
+
+    def evaluate(self, dev_lists: list[RankingList]) -> dict[str, float]:
+        """Dev metrics of the model as it will be used (through the Combine stage when trained as its residual)."""
+        return evaluate_lists(self.model, dev_lists, combine=self.head.ranking() if self.head is not None else None)
 
 
 def train(model: Reranker, train_lists: list[RankingList], dev_lists: list[RankingList], cfg: TrainConfig,
@@ -207,50 +312,18 @@ def train(model: Reranker, train_lists: list[RankingList], dev_lists: list[Ranki
     """Train in place; the best dev model is saved to `output`, the last epoch to `output/checkpoint`. With a
     `teacher`, targets are its probabilities on the items each step samples, each scored once (a student's epoch
     only pays for the items it trains on; a CachedTeacher keeps them across runs)."""
-    from tqdm.auto import tqdm
-    from transformers import get_linear_schedule_with_warmup
-
-    if cfg.loss not in LOSSES:
-        raise ValueError(f"unknown loss '{cfg.loss}' (use {', '.join(LOSSES)})")
-    teacher = as_cached(teacher) if teacher is not None else None
-    if not train_lists:
-        raise ValueError("no training lists")
+    trainer = Trainer(model, train_lists, cfg, teacher)
+    state = trainer.state
     output = Path(output)
-    loss_fn = partial(LOSSES[cfg.loss], temperature=cfg.temperature) if cfg.loss == "kl" else LOSSES[cfg.loss]
-    for l in train_lists:
-        if len(l.labels):
-            cfg.max_grade[l.source] = max(cfg.max_grade.get(l.source, 1.0), float(l.labels.max()))
-    if teacher is not None and cfg.targets == "auto":
-        cfg.targets = "teacher"
-    torch.manual_seed(cfg.seed)
-    device = model.device
-    head = ResidualHead(cfg.combine["weights"], cfg.combine.get("gate", 0.0)).to(device) if cfg.combine else None
-    groups = [{"params": list(model.network.parameters())}]
-    if head is not None:  # two scalars: a transformer's learning rate would barely move them
-        groups.append({"params": list(head.parameters()), "lr": 1e-2, "weight_decay": 0.0})
-    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps_per_epoch = math.ceil((cfg.lists_per_epoch or len(train_lists)) / (cfg.lists_per_step * cfg.grad_accum))
-    total = steps_per_epoch * cfg.epochs
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup * total), total)
-    state = {"epoch": 0, "best": -1.0, "best_epoch": 0, "history": [], "config": asdict(cfg)}
     ckpt = output / "checkpoint"
-    if resume and (ckpt / "trainer_state.json").is_file():
-        from safetensors.torch import load_file
-
-        model.network.load_state_dict({k: v.float() for k, v in load_file(ckpt / "model.safetensors").items()})
-        opt_state = torch.load(ckpt / "optimizer.pt", weights_only=True, map_location=device)
-        optimizer.load_state_dict(opt_state["optimizer"])
-        scheduler.load_state_dict(opt_state["scheduler"])
-        state = json.loads((ckpt / "trainer_state.json").read_text())
-        if head is not None:
-            head.load_state_dict({k: torch.tensor(v) for k, v in state["residual_head"].items()})
+    if resume and trainer.resume(ckpt):
+        state = trainer.state
         log(f"resumed after epoch {state['epoch']} (best {cfg.select_by} {state['best']:.4f})")
-
-    if head is not None:
-        model.config["combine"] = head.stage_config()
+    if trainer.head is not None:
+        model.config["combine"] = trainer.head.stage_config()
     if dev_lists and state["epoch"] == 0:
         # Where training starts from is a candidate too: fine-tuning that never beats it on dev keeps it.
-        state["before"] = evaluate_lists(model, dev_lists, combine=head.ranking() if head is not None else None)
+        state["before"] = trainer.evaluate(dev_lists)
         state["best"] = state["before"].get(cfg.select_by, state["best"])
         model.save(output, fp16=fp16)
         log("before training: " + " ".join(f"{k} {v:.4f}" for k, v in state["before"].items() if "/" not in k))
@@ -264,46 +337,9 @@ def train(model: Reranker, train_lists: list[RankingList], dev_lists: list[Ranki
             log(f"stopped before epoch {epoch}: it would end past the {cfg.max_seconds:.0f} s budget")
             break
         epoch_started = time.time()
-        rng = random.Random(cfg.seed * 1000 + epoch)  # per-epoch seed: resumed runs see the same order
-        order = mixed_order([l.source for l in train_lists], cfg.lists_per_epoch, cfg.mix_temperature, cfg.seed,
-                            epoch)
-        model.network.train()
-        bar = tqdm(range(0, len(order), cfg.lists_per_step), desc=f"epoch {epoch}/{cfg.epochs}",
-                   disable=not show_progress)
-        running = None
-        for i, start in enumerate(bar):
-            part = [train_lists[j] for j in order[start:start + cfg.lists_per_step]]
-            picks = [_sample(l, cfg.list_size, rng) for l in part]
-            if teacher is not None:  # only the sampled items the teacher has not scored yet
-                teacher.fill(part, [p if l.teacher is None else p[np.isnan(l.teacher[p])] for l, p in zip(part, picks)])
-            qids = model.tokenize_queries([l.query for l in part])
-            items = [[_item_ids(model, l)[k] for k in p] for l, p in zip(part, picks)]
-            with model.autocast():
-                logits = model.logits(qids, items)
-            width = max(len(p) for p in picks)
-            f = torch.full((len(part), width), NEG, device=device)
-            y = torch.zeros((len(part), width), device=device)
-            mask = torch.zeros((len(part), width), dtype=torch.bool, device=device)
-            for r, (l, p, lg) in enumerate(zip(part, picks, logits)):
-                f[r, : len(p)] = lg.float() if head is None else head(_features(l)[p], lg)
-                y[r, : len(p)] = torch.from_numpy(_targets(l, cfg)[p]).to(device)
-                mask[r, : len(p)] = True
-            loss = loss_fn(f, y, mask) / cfg.grad_accum
-            loss.backward()
-            if (i + 1) % cfg.grad_accum == 0 or start + cfg.lists_per_step >= len(order):
-                torch.nn.utils.clip_grad_norm_(groups[0]["params"], 1.0)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-            value = loss.item() * cfg.grad_accum
-            running = value if running is None else 0.95 * running + 0.05 * value
-            bar.set_postfix(loss=f"{running:.4f}", **({"gate": f"{head.gate.item():.3f}"} if head is not None else {}))
-        model.network.eval()
+        running = trainer.epoch(epoch, show_progress)
         state["train_seconds"] = time.time() - started
-        if head is not None:
-            model.config["combine"] = head.stage_config()  # saved with the model: the Combine stage's settings
-            state["residual_head"] = {k: float(v) for k, v in head.state_dict().items()}
-        dev = evaluate_lists(model, dev_lists, combine=head.ranking() if head is not None else None) if dev_lists else {}
+        dev = trainer.evaluate(dev_lists) if dev_lists else {}
         metric = dev[cfg.select_by] if dev_lists else float(epoch)  # without dev lists the last epoch is kept
         state["history"].append({"epoch": epoch, "train_loss": running, "seconds": round(state["train_seconds"], 1),
                                  "epoch_seconds": round(time.time() - epoch_started, 1), **dev})
@@ -313,6 +349,6 @@ def train(model: Reranker, train_lists: list[RankingList], dev_lists: list[Ranki
         if metric > state["best"]:
             state["best"], state["best_epoch"] = metric, epoch
             model.save(output, fp16=fp16)
-        _save_checkpoint(model, optimizer, scheduler, state, ckpt)
+        trainer.save_checkpoint(ckpt)
     (output / "training.json").write_text(json.dumps(state, indent=2))
     return state
