@@ -25,7 +25,8 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, *args: str, log: Path | None = None, startup_s: float = 120):
+    def __init__(self, *args: str, log: Path | None = None, startup_s: float = 900):
+        # Ready when /healthz answers; the budget only guards against a hang (a server that exits fails at once).
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         cmd = [RERANK, "serve", "--port", str(self.port), *args] + (["--log", str(log)] if log else [])
@@ -226,13 +227,15 @@ def test_acknowledged_clicks_survive_a_killed_server(demo_index, tmp_path):
                     r = http.post("/click", json={"request_id": data["request_id"], "id": data["results"][0]["id"]})
                     if r.status_code == 200:
                         acknowledged.append(data["request_id"])
-                except httpx.HTTPError:
+                except httpx.TimeoutException:  # a busy machine: the server is slow, not gone
+                    continue
+                except httpx.HTTPError:  # refused: the server was killed
                     return
 
     threads = [threading.Thread(target=clicker) for _ in range(4)]
     for t in threads:
         t.start()
-    deadline = time.time() + 30
+    deadline = time.time() + 600  # kill once 20 clicks are acknowledged; the deadline only guards against a hang
     while len(acknowledged) < 20 and time.time() < deadline:
         time.sleep(0.2)
     os.kill(srv.proc.pid, signal.SIGKILL)

@@ -37,15 +37,15 @@ def test_two_ray_serve_replicas_answer_search_and_share_the_postgres_click_log(d
                 break
         assert len(pids) == 2 and server.proc.pid not in pids  # two replica processes, neither the driver
         for q in ("patagonia japan", "tent", "oaxaca food", "patagonia japan"):
-            shown = httpx.get(server.url + "/search", params={"q": q, "k": 5}, timeout=30).json()
+            shown = httpx.get(server.url + "/search", params={"q": q, "k": 5}, timeout=120).json()
             assert shown["logged"] and len(shown["results"]) == 5
             if q == "patagonia japan":
                 assert all(patagonia_in_japan(r["text"]) for r in shown["results"][:3])
             clicked = shown["results"][1]["id"]
-            r = httpx.post(server.url + "/click", json={"request_id": shown["request_id"], "id": clicked}, timeout=30)
+            r = httpx.post(server.url + "/click", json={"request_id": shown["request_id"], "id": clicked}, timeout=120)
             assert r.status_code == 200 and r.json()["rank"] == 2
             acknowledged.append((shown["request_id"], clicked))
-        bad = httpx.get(server.url + "/search", params={"q": "tent", "k": 100_000}, timeout=30)
+        bad = httpx.get(server.url + "/search", params={"q": "tent", "k": 100_000}, timeout=120)
         assert bad.status_code == 422  # the replicas validate as the single process does
     finally:
         server.stop()
@@ -61,20 +61,22 @@ def test_a_postgres_outage_refuses_clicks_with_503_and_search_keeps_answering(de
         pytest.skip(f"PostgreSQL could not start: {e}")
     server = Server("--index", "demo", "--index-dir", str(demo_index.path.parent), "--log", pg.url)
     try:
-        before = httpx.get(server.url + "/search", params={"q": "tent", "k": 3}).json()
+        before = httpx.get(server.url + "/search", params={"q": "tent", "k": 3}, timeout=120).json()
         assert before["logged"]
         pg.crash()
-        during = httpx.get(server.url + "/search", params={"q": "tent", "k": 3}, timeout=30)
+        during = httpx.get(server.url + "/search", params={"q": "tent", "k": 3}, timeout=120)
         assert during.status_code == 200 and not during.json()["logged"] and during.json()["results"]
         start = time.perf_counter()
         refused = httpx.post(server.url + "/click", json={"request_id": before["request_id"],
-                                                          "id": before["results"][0]["id"]}, timeout=30)
+                                                          "id": before["results"][0]["id"]}, timeout=120)
         assert refused.status_code == 503 and refused.headers["retry-after"] == "5"
-        assert "nothing was recorded" in refused.json()["detail"] and time.perf_counter() - start < 10
+        # Refused after the pool's 2 s wait, not held until the store returns (a loose bound: busy CI machines).
+        assert "nothing was recorded" in refused.json()["detail"] and time.perf_counter() - start < 60
         pg.restart()
-        for _ in range(60):  # the pool reconnects in the background
+        deadline = time.time() + 300  # the pool reconnects in the background; the deadline guards against a hang
+        while time.time() < deadline:
             again = httpx.post(server.url + "/click", json={"request_id": before["request_id"],
-                                                            "id": before["results"][0]["id"]}, timeout=30)
+                                                            "id": before["results"][0]["id"]}, timeout=120)
             if again.status_code != 503:
                 break
             time.sleep(0.5)
