@@ -157,3 +157,13 @@ def test_an_index_built_with_bge_small_records_it_and_retrieves_with_its_query_i
     prompt = "Represent this sentence for searching relevant passages: "
     np.testing.assert_allclose(encode_queries(["tent"], "bge-small-en-v1.5"), encode([prompt + "tent"], "bge-small-en-v1.5"),
                                atol=1e-5)
+
+
+def test_an_int8_teachers_scores_do_not_depend_on_the_other_queries_of_a_call(teacher):
+    # Dynamic int8 scales a batch's activations by its largest value: a batch mixing queries would make one
+    # query's scores move with whatever else a server's micro-batch held.
+    other = ["Tokyo is the largest city in Japan, with more than thirteen million people living there."] * 3
+    tokenize = lambda texts: [np.array(teacher.tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]  # noqa: E731
+    alone = teacher.score_ids(tokenize([QUERY]), [tokenize(DOCS)])[0]
+    together = teacher.score_ids(tokenize(["largest city of japan", QUERY]), [tokenize(other), tokenize(DOCS)])[1]
+    np.testing.assert_array_equal(alone, together)

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from .base import Reranker
-from .scorer import budget_batches, trimmed
+from .scorer import length_batches, trimmed
 
 
 class PointwiseNetwork(nn.Module):
@@ -68,11 +68,10 @@ class PointwiseCrossEncoder(Reranker):
         pairs = [(q, j) for q, items in enumerate(candidates) for j in range(len(items))]
         inputs = [self.pair_input(query_ids[q], candidates[q][j]) for q, j in pairs]
         lengths = np.array([len(ids) for ids, _ in inputs])
-        order = np.argsort(lengths, kind="stable")
+        owners = np.array([q for q, _ in pairs]) if self.per_query_batches else None
         values, positions = [], []
-        for batch in trimmed(budget_batches(lengths[order], max_batch_tokens or self.batch_tokens), self.device):
-            idx = order[batch]  # ascending, so the last pair of a batch is its longest
-            width = int(lengths[idx[-1]])
+        for idx in trimmed(length_batches(lengths, max_batch_tokens or self.batch_tokens, owners), self.device):
+            width = int(lengths[idx[-1]])  # ascending: the last pair of a batch is its longest
             ids = np.zeros((len(idx), width), np.int64)
             types = np.zeros((len(idx), width), np.int64)
             mask = np.zeros((len(idx), width), np.int64)

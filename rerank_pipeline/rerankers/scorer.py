@@ -45,6 +45,11 @@ class Scorer(Stage):
     def tokenize_queries(self, texts: Sequence[str]) -> list[np.ndarray]:
         return tokenize_ids(self.tokenizer, texts, self.config["max_query_tokens"])
 
+    @property
+    def per_query_batches(self) -> bool:
+        """Whether batches must not mix queries (int8 graphs: `length_batches`)."""
+        return getattr(self, "backend", "torch") == "onnx-int8"
+
     def truncate_items(self, items: Sequence[np.ndarray]) -> list[np.ndarray]:
         n = self.config["max_item_tokens"]
         return [np.asarray(t[:n], dtype=np.int64) for t in items]
@@ -100,3 +105,15 @@ def budget_batches(sorted_lengths: Sequence[int], budget: int):
             end += 1
         yield np.arange(start, end)
         start = end
+
+
+def length_batches(lengths: np.ndarray, budget: int, owners: np.ndarray | None = None) -> Iterator[np.ndarray]:
+    """Positions of the items, batched by ascending length under `budget` padded tokens. With `owners` (each
+    item's query) no batch mixes queries: dynamic int8 scales a batch's activations by its largest value, so a mixed
+    batch would make one query's scores depend on the queries it happened to be scored with."""
+    lengths = np.asarray(lengths)
+    groups = [np.arange(len(lengths))] if owners is None else [np.flatnonzero(owners == q) for q in np.unique(owners)]
+    for group in groups:
+        order = group[np.argsort(lengths[group], kind="stable")]
+        for idx in budget_batches(lengths[order], budget):
+            yield order[idx]

@@ -18,7 +18,7 @@ from ...pretrained import hf_directory, packaged_name
 from ..base import Reranker
 from ..hf import HFCrossEncoder
 from ..pointwise import PointwiseCrossEncoder
-from ..scorer import budget_batches, trimmed
+from ..scorer import budget_batches, length_batches, trimmed
 from .model import Interaction, MiceNetwork, PooledHead
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[2] / "models" / "mice-minilm-l6"
@@ -146,10 +146,9 @@ class MICE(Reranker):
         pairs = [(q, j) for q, ds in enumerate(docs) for j in range(len(ds))]
         q_len = query_mask.sum(-1).cpu().numpy()
         lengths = np.array([q_len[q] + len(docs[q][j]) for q, j in pairs], dtype=np.int64)
-        order = np.argsort(lengths, kind="stable")
+        owners = np.array([q for q, _ in pairs]) if self.per_query_batches else None
         values, positions = [], []
-        for idx in trimmed(budget_batches(lengths[order], max_batch_tokens or self.batch_tokens), self.device):
-            rows = order[idx]
+        for rows in trimmed(length_batches(lengths, max_batch_tokens or self.batch_tokens, owners), self.device):
             owners = torch.as_tensor([pairs[p][0] for p in rows], device=self.device)
             doc = pad_sequence([docs[pairs[p][0]][pairs[p][1]] for p in rows], batch_first=True)
             doc_mask = pad_sequence([torch.ones(len(docs[pairs[p][0]][pairs[p][1]]), dtype=torch.bool,
