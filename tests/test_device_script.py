@@ -1,6 +1,7 @@
 """The GPU session's one command (benchmarks/device.sh) end to end on the CPU: export its inputs for one small set,
-then `run --dry-run`, which blocks the modules the device lacks and reads MiniLM from the carried fp16 copy. A typo
-or a missing file fails here, not in the few minutes a GPU is lent."""
+then `run --dry-run`, which blocks the modules the device lacks (the teacher's wheel and ONNX Runtime included) and
+distils from the carried compact teacher. A typo or a missing file fails here, not in the few minutes a GPU is
+lent."""
 import io
 import os
 import subprocess
@@ -29,18 +30,19 @@ def test_device_script_exports_and_dry_runs(tmp_path):
     assert run.returncode == 0, run.stdout[-5000:]
     out = tmp_path / "out"
     log = (out / "device.log").read_text()
-    assert "training lists" in log and "best epoch" in log
-    # The model comes back as parts that reassemble into a loadable fp16 CROSS-JEM.
-    parts = sorted(out.glob("crossjem.tar.part-*"))
-    assert parts
+    assert "training lists" in log and log.count("best epoch") == 2
+    # Both students come back as parts of one tar that reassemble into loadable fp16 models, with the reports.
+    parts = sorted(out.glob("students.tar.part-*"))
+    assert parts and len(parts) + 1 <= 8  # and the log: what the device hands back
     with tarfile.open(fileobj=io.BytesIO(b"".join(p.read_bytes() for p in parts))) as tar:
         tar.extractall(tmp_path / "back", filter="data")
     from rerank_pipeline.rerankers import Reranker
 
-    model = Reranker.load(tmp_path / "back" / "crossjem")
-    assert model.kind == "crossjem" and "combine" in model.config
-    with tarfile.open(out / "reports.tar.gz") as tar:
-        names = {Path(n).name for n in tar.getnames()}
-        bench = tar.extractfile("./bench_amazon-google.md").read().decode()
-    assert {"training.json", "env.txt", "bench_amazon-google.md"} <= names
+    back = tmp_path / "back"
+    crossjem, mice = Reranker.load(back / "crossjem-kd6"), Reranker.load(back / "mice-kd")
+    assert crossjem.kind == "crossjem" and crossjem.network.encoder.config.num_hidden_layers == 6
+    assert mice.kind == "mice" and mice.config["head"] == "pooled" and mice.config["teacher"].endswith("teacher")
+    names = {p.relative_to(back / "report").as_posix() for p in (back / "report").rglob("*") if p.is_file()}
+    assert {"crossjem-kd6/training.json", "mice-kd/training.json", "env.txt", "bench_amazon-google.md"} <= names
+    bench = (back / "report" / "bench_amazon-google.md").read_text()
     assert "| 20 | cpu | torch | 2 |" in bench
