@@ -131,7 +131,7 @@ def _bias_of(product: str, consumers: dict, initializers: dict, depth: int = 4) 
 
 def quantized_state(onnx_path: str | Path) -> dict[str, np.ndarray]:
     """The graph's weights under their Hugging Face names, still int8: each quantized weight W as `W` (its integers,
-    matrix products transposed back to nn.Linear's [out, in]), `W.scale` and `W.zero_point` (per tensor); float
+    matrix products transposed back to nn.Linear's [out, in]), `W.scale` and `W.zero_point` (per tensor, or per output row); float
     initializers as they are. Half the size of the float weights; `dequantize` turns it into them."""
     onnx = require("onnx", "onnx", "reading a packaged model's weights")
     from onnx import numpy_helper
@@ -153,15 +153,16 @@ def quantized_state(onnx_path: str | Path) -> dict[str, np.ndarray]:
         base = name[: -len("_quantized")]
         scale, zero_point = init[base + "_scale"], init[base + "_zero_point"]
         products = [n for n in consumers[name] if n.op_type == "MatMulInteger"]
-        if products:  # x @ W with W [in, out]
+        if products:  # x @ W with W [in, out]; a per-channel scale is per output column
             value = value.T
+            scale, zero_point = (np.reshape(v, (-1, 1)) if v.ndim else v for v in (scale, zero_point))
             if base.startswith("onnx::"):
                 bias = _bias_of(products[0].output[0], consumers, init)
                 if bias is None:
                     raise ValueError(f"{onnx_path}: cannot tell which layer the weight {base} belongs to")
                 base = bias[: -len(".bias")] + ".weight"
-        if scale.ndim or zero_point.ndim:
-            raise ValueError(f"{onnx_path}: {base} is quantized per channel; only per-tensor scales are read")
+        elif scale.ndim or zero_point.ndim:
+            raise ValueError(f"{onnx_path}: {base} is quantized per channel outside a matrix product")
         state[base] = np.ascontiguousarray(value)
         state[base + ".scale"], state[base + ".zero_point"] = scale, zero_point
     return state

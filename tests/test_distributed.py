@@ -29,6 +29,10 @@ def test_index_encoded_on_ray_equals_local(tmp_path, monkeypatch):
     assert local.dense(10).transform(queries).to_dict() == remote.dense(10).transform(queries).to_dict()
 
 
+def read_scores(path):
+    return {(line.split()[0], line.split()[2]): float(line.split()[4]) for line in path.read_text().splitlines()}
+
+
 def test_rerank_batch_on_ray_equals_local_and_resumes(demo_index, tiny_encoder, tmp_path):
     from rerank_pipeline.distributed import rerank_run_file
     from rerank_pipeline.rerankers import PointwiseCrossEncoder
@@ -42,7 +46,10 @@ def test_rerank_batch_on_ray_equals_local_and_resumes(demo_index, tiny_encoder, 
                            show_progress=False)
     there = rerank_run_file(run, queries, texts, str(model), tmp_path / "there.trec", shard_queries=2, ray="local",
                             show_progress=False)
-    assert here.read_text() == there.read_text()
+    # same lists, same scores: Ray's actors run torch on one thread, so a sum may round in its last digit
+    local_run, ray_run = (read_scores(path) for path in (here, there))
+    assert local_run.keys() == ray_run.keys()
+    np.testing.assert_allclose([ray_run[k] for k in local_run], list(local_run.values()), atol=2e-6)
     assert len(here.read_text().splitlines()) == sum(len(run[q]) for q in run) > 20
     shards = tmp_path / "again.trec.shards"
     shards.mkdir()
