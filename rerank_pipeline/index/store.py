@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..files import previous_version_path
+from ..files import file_sha256, previous_version_path
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -131,8 +131,6 @@ class Index:
 
     def staleness(self) -> str | None:
         """Why the index no longer matches its corpus file (changed or gone), or None if it still does."""
-        from ..files import file_sha256
-
         if self.manifest["corpus"].get("updates"):
             return None  # updated with --add/--delete: the corpus file was only its starting point
         corpus = Path(self.manifest["corpus"]["path"])

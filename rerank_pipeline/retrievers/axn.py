@@ -19,6 +19,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from ..files import swap_into_place
 from ..pipeline import Retriever
 from ..types import Hit, Queries, Run
 
@@ -173,7 +174,6 @@ def fit_axn(index, reranker, queries: Sequence[str] | None = None, pseudo: int =
     sampled from document text."""
     from tqdm.auto import tqdm
 
-    from ..files import swap_into_place
     from .dense import build_faiss, encode, write_faiss
 
     if "dense" not in index.stages:

@@ -13,6 +13,8 @@ import threading
 import time
 from pathlib import Path
 
+from ..extras import require
+
 SCHEMA_VERSION = 2
 # Version 1 is the schema logs had before it was versioned (no schema_version table); each later entry upgrades the
 # one before. Types are written for both dialects: {id} and {float} are filled per backend.
@@ -164,8 +166,6 @@ class PostgresClickLog(ClickLog):
     mark = "%s"
 
     def __init__(self, url: str, pool_size: int = 4, timeout_s: float = 2.0):
-        from ..extras import require
-
         psycopg = require("psycopg", "postgres", "a PostgreSQL click log")
         pool = require("psycopg_pool", "postgres", "a PostgreSQL click log")
         self.unavailable = (psycopg.OperationalError, pool.PoolTimeout)

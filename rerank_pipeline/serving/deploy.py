@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Optional
 
+from ..extras import require
 from .limits import Limits
 
 
@@ -164,8 +165,6 @@ def serve_with_ray(spec: ServerSpec, ray_options: RayOptions, host: str = "127.0
                    blocking: bool = True, announce: Callable[[str], None] = print) -> str:
     """Deploy `spec` on Ray Serve behind Ray's HTTP proxy on host:port; returns the URL. Blocking, it serves until
     interrupted (Ctrl-C or SIGTERM) and then shuts the deployment down (and Ray, if it was started here)."""
-    from ..extras import require
-
     ray = require("ray", "ray-serve", "serving with Ray (--ray)")
     serve = require("ray.serve", "ray-serve", "serving with Ray (--ray)")
     options = ray_options.deployment_options(spec.limits)
