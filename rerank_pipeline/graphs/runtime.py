@@ -2,7 +2,7 @@
 server's first request) runs its models through here alone; exporting a graph needs torch (export.py) and happens
 once per weights.
 
-Graphs are cached under `~/.cache/rerank-pipeline/onnx/<fingerprint>/` (`RERANK_CACHE` moves it), keyed by the
+Graphs are cached under `~/.cache/rerank-pipeline/onnx/<fingerprint>.v<format>/` (`RERANK_CACHE` moves it), keyed by the
 weights they were exported from, so changed weights get a fresh export, and a model directory that cannot be written
 to (the shipped model, inside the package) works the same.
 """
@@ -19,13 +19,22 @@ BACKENDS = ("torch", "onnx", "onnx-int8", "auto")  # auto: each family's `cpu_ba
 FILES = {"onnx": "model.onnx", "onnx-int8": "model.int8.onnx"}
 
 
+# 2: attention traced eager (export.py), not through SDPA; a graph of an earlier format is exported again
+GRAPH_FORMAT = 2
+
+
 def cache_root() -> Path:
     return files.cache_root() / "onnx"
 
 
+def graph_dir(fingerprint: str) -> Path:
+    """Where the graphs of these weights (fp32 and int8) are kept."""
+    return cache_root() / f"{fingerprint}.v{GRAPH_FORMAT}"
+
+
 def cached_graph(fingerprint: str, backend: str) -> Path | None:
     """The cached graph of `backend` for these weights, None until it has been exported."""
-    path = cache_root() / fingerprint / FILES[backend]
+    path = graph_dir(fingerprint) / FILES[backend]
     return path if path.is_file() else None
 
 
