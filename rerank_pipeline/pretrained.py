@@ -131,8 +131,9 @@ def _bias_of(product: str, consumers: dict, initializers: dict, depth: int = 4) 
 
 def quantized_state(onnx_path: str | Path) -> dict[str, np.ndarray]:
     """The graph's weights under their Hugging Face names, still int8: each quantized weight W as `W` (its integers,
-    matrix products transposed back to nn.Linear's [out, in]), `W.scale` and `W.zero_point` (per tensor, or per output row); float
-    initializers as they are. Half the size of the float weights; `dequantize` turns it into them."""
+    matrix products transposed back to nn.Linear's [out, in]), `W.scale` and `W.zero_point` (per tensor, or per
+    output row); float initializers as they are. Half the size of the float weights; `dequantize` turns it into
+    them."""
     onnx = require("onnx", "onnx", "reading a packaged model's weights")
     from onnx import numpy_helper
 

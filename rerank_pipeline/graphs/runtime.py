@@ -2,9 +2,9 @@
 server's first request) runs its models through here alone; exporting a graph needs torch (export.py) and happens
 once per weights.
 
-Graphs are cached under `~/.cache/rerank-pipeline/onnx/<fingerprint>.v<format>/` (`RERANK_CACHE` moves it), keyed by the
-weights they were exported from, so changed weights get a fresh export, and a model directory that cannot be written
-to (the shipped model, inside the package) works the same.
+Graphs are cached under `~/.cache/rerank-pipeline/onnx/<fingerprint>.v<format>/` (`RERANK_CACHE` moves it), keyed
+by the weights they were exported from and the export format, so changed weights or a changed export get a fresh
+export, and a model directory that cannot be written to (the shipped model, inside the package) works the same.
 """
 from __future__ import annotations
 
@@ -17,8 +17,6 @@ from ..extras import require
 
 BACKENDS = ("torch", "onnx", "onnx-int8", "auto")  # auto: each family's `cpu_backend` on the CPU (rerankers/onnx.py)
 FILES = {"onnx": "model.onnx", "onnx-int8": "model.int8.onnx"}
-
-
 # 2: attention traced eager (export.py), not through SDPA; a graph of an earlier format is exported again
 GRAPH_FORMAT = 2
 
