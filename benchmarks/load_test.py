@@ -14,10 +14,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-import httpx
-from loopback import accepted_ms, drive, serve, statuses
+from loopback import accepted_ms, demo_queries, drive, serve, statuses, warm_up
 
-from rerank_pipeline.demo import demo_records, synthetic_titles, write_demo_corpus, write_titles_corpus
+from rerank_pipeline.demo import synthetic_titles, write_demo_corpus, write_titles_corpus
 from rerank_pipeline.index import Index, build_index
 
 
@@ -52,7 +51,7 @@ def main() -> None:
             build_index(corpus, f"titles{args.titles}", root, show_progress=False)
         name, index_dir, what = f"titles{args.titles}", str(root), f"{args.titles:,} generated titles"
     else:
-        queries = list(dict.fromkeys(" ".join(r["text"].lower().split()[:2]) for r in demo_records()))
+        queries = demo_queries()
         name, index_dir, what = "demo", None, "the demo index"
     with tempfile.TemporaryDirectory() as tmp:
         if index_dir is None:
@@ -61,11 +60,7 @@ def main() -> None:
         with serve("--index-dir", index_dir, "--index", name,
                    *(["--config", str(args.config)] if args.config else []),
                    *(["--backend", args.backend] if args.backend else []), startup_s=600) as (url, server):
-            # Warm-up (numba JIT, model caches) on queries kept out of the measured ones: the server remembers
-            # query embeddings, and a measured query must not be one it has seen unless the list wraps around.
-            warm, queries = queries[-20:], queries[:-20]
-            for q in warm:
-                httpx.get(url + "/search", params={"q": q, "k": 10}, timeout=60)
+            queries = warm_up(url, queries)
             rss_warm = rss_mb(server.pid)
             rows = []
             runs = [(c, args.requests, args.time_bound_s) for c in args.clients]

@@ -14,6 +14,8 @@ from typing import Callable
 import httpx
 import numpy as np
 
+from rerank_pipeline.demo import demo_records
+
 
 @contextmanager
 def serve(*args: str, startup_s: float = 120):
@@ -39,6 +41,19 @@ def serve(*args: str, startup_s: float = 120):
     finally:
         server.terminate()
         server.wait(timeout=90)  # a Ray deployment takes its replicas down first
+
+
+def demo_queries() -> list[str]:
+    """Searches for the demo index: each record's first two words, each once."""
+    return list(dict.fromkeys(" ".join(r["text"].lower().split()[:2]) for r in demo_records()))
+
+
+def warm_up(url: str, queries: list[str], n: int = 20) -> list[str]:
+    """Search the last `n` queries once (numba JIT, model caches) and return the others to measure with: the server
+    remembers query embeddings, and a measured query must not be one it has seen unless the list wraps around."""
+    for q in queries[-n:]:
+        httpx.get(url + "/search", params={"q": q, "k": 10}, timeout=60)
+    return queries[:-n]
 
 
 def drive(url: str, clients: int, requests: int, seconds: float,

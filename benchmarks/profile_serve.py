@@ -14,10 +14,9 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
-import httpx
-from loopback import accepted_ms, drive, serve, statuses
+from loopback import accepted_ms, demo_queries, drive, serve, statuses, warm_up
 
-from rerank_pipeline.demo import demo_records, write_demo_corpus
+from rerank_pipeline.demo import write_demo_corpus
 from rerank_pipeline.index import build_index
 
 # (part of a search, a frame naming it); a sample counts for the first part any of its frames names
@@ -68,13 +67,10 @@ def main() -> None:
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(spy).is_file():
         sys.exit("py-spy is not installed: pip install py-spy")
-    queries = list(dict.fromkeys(" ".join(r["text"].lower().split()[:2]) for r in demo_records()))
     with tempfile.TemporaryDirectory() as tmp:
         build_index(write_demo_corpus(Path(tmp) / "demo.jsonl"), "demo", tmp, show_progress=False)
         with serve("--index-dir", tmp, "--index", "demo", startup_s=600) as (url, server):
-            warm, queries = queries[-20:], queries[:-20]  # as load_test.py: measured queries unseen by the warm-up
-            for q in warm:
-                httpx.get(url + "/search", params={"q": q, "k": 10}, timeout=60)
+            queries = warm_up(url, demo_queries())
             raw = Path(tmp) / "profile.raw"
             sampler = subprocess.Popen([spy, "record", "-p", str(server.pid), "-d", str(int(args.duration_s) - 5),
                                         "-r", str(args.rate), "-f", "raw", "-o", str(raw), "--threads",

@@ -9,8 +9,6 @@ attention); the table says which wins where.
 from __future__ import annotations
 
 import argparse
-import copy
-import json
 import statistics
 import sys
 from pathlib import Path
@@ -19,9 +17,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rerank_pipeline.bench import _time, candidate_lists  # noqa: E402
+from rerank_pipeline.bench import _time, candidate_lists, pointwise_twin  # noqa: E402
 from rerank_pipeline.encoders import tokenize_ids  # noqa: E402
-from rerank_pipeline.rerankers import CrossJEM, PointwiseCrossEncoder  # noqa: E402
+from rerank_pipeline.io import read_records  # noqa: E402
+from rerank_pipeline.rerankers import CrossJEM  # noqa: E402
 from rerank_pipeline.rerankers.crossjem.packing import pack  # noqa: E402
 
 
@@ -37,14 +36,13 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/union_capacity.md"))
     args = ap.parse_args()
     crossjem = CrossJEM.load(args.model, "cpu")
-    pointwise = PointwiseCrossEncoder(PointwiseCrossEncoder.build_network(
-        copy.deepcopy(crossjem.network.encoder), PointwiseCrossEncoder.defaults), crossjem.tokenizer, {}, "cpu")
+    pointwise = pointwise_twin(crossjem)
     crossjem.with_backend("onnx-int8")
     pointwise.with_backend("onnx-int8")
     cls_id, sep_id = crossjem.tokenizer.cls_token_id, crossjem.tokenizer.sep_token_id
     rows = []
     for name in args.sets:
-        corpus = [json.loads(line)["text"] for line in open(args.root / name / "corpus.jsonl")]
+        corpus = [r.text for r in read_records(args.root / name / "corpus.jsonl").records]  # as `rerank bench`
         for n in args.n or [100, 700]:
             texts, lists = candidate_lists(n, args.queries, corpus)
             q_ids = crossjem.tokenize_queries(texts)
