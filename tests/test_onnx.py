@@ -206,7 +206,7 @@ def test_queries_encode_the_same_on_onnx_and_are_remembered_within_a_bound(monke
 
     texts = ["patagonia japan", "a longer query about tents for winter camping in the alps", "patagonia japan"]
     expected = dense.encode(texts)
-    monkeypatch.setattr(dense, "_queries", type(dense._queries)())
+    monkeypatch.setattr(dense, "_queries", type(dense._queries)(4096))
     monkeypatch.setattr(dense, "_query_runtime", {"backend": "torch"})
     assert dense.use_query_backend("auto") == "onnx"
     got = dense.encode_queries(texts)
@@ -215,6 +215,6 @@ def test_queries_encode_the_same_on_onnx_and_are_remembered_within_a_bound(monke
     monkeypatch.setattr(dense, "encode_at_runtime", lambda *a, **k: pytest.fail("encoded a remembered query again"))
     np.testing.assert_array_equal(dense.encode_queries(texts[:2]), got[:2])
     monkeypatch.setattr(dense, "encode_at_runtime", real_encode)
-    monkeypatch.setattr(dense, "QUERY_MEMORY", 2)
+    dense._queries.max_entries = 2
     dense.encode_queries(["tent"])
-    assert [t for _, t in dense._queries] == [texts[1], "tent"]  # the least recently used went first
+    assert [t for _, t in dense._queries.keys()] == [texts[1], "tent"]  # the least recently used went first

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import json
-import threading
-from collections import OrderedDict
 from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
@@ -14,6 +12,7 @@ from tokenizers import Tokenizer
 from ..encoders import gpu_present, quiet_transformers, resolve_encoder, torch_device
 from ..files import file_digest
 from ..graphs.runtime import cached_graph, onnx_installed, session
+from ..memory import Recent
 from ..pipeline import Retriever
 from ..types import Queries, Run
 
@@ -36,9 +35,7 @@ def encode(texts: Sequence[str], encoder: str | None = None, batch_size: int = 1
     return np.ascontiguousarray(emb, dtype=np.float32)
 
 
-QUERY_MEMORY = 4096  # query embeddings remembered per process
-_queries: OrderedDict[tuple[str | None, str], np.ndarray] = OrderedDict()
-_queries_lock = threading.Lock()
+_queries = Recent(4096)  # query embeddings remembered per process, by (encoder, text)
 _query_runtime = {"backend": "auto"}
 
 
@@ -152,22 +149,17 @@ def encode_at_runtime(texts: Sequence[str], encoder: str | None = None, batch_si
 
 
 def encode_queries(texts: Sequence[str], encoder: str | None = None, batch_size: int = 128) -> np.ndarray:
-    """`encode` for query texts, remembering the last QUERY_MEMORY of them: a pipeline that retrieves densely and
+    """`encode` for query texts, remembering the last 4096 of them: a pipeline that retrieves densely and
     then reads the same cosine as a reranking feature (the default one) encodes each query once, not twice."""
     if not len(texts):
         return encode([], encoder, batch_size)
-    with _queries_lock:
-        known = {t: _queries[(encoder, t)] for t in texts if (encoder, t) in _queries}
+    known = {t: v for t in dict.fromkeys(texts) for v in [_queries.get((encoder, t))] if v is not None}
     missing = [t for t in dict.fromkeys(texts) if t not in known]
     if missing:
         prompted = [query_prompt(encoder) + t for t in missing]  # e.g. bge's instruction for short queries
         known.update(zip(missing, encode_at_runtime(prompted, encoder, batch_size)))
-    with _queries_lock:
-        for text in dict.fromkeys(texts):
-            _queries[(encoder, text)] = known[text]
-            _queries.move_to_end((encoder, text))
-        while len(_queries) > QUERY_MEMORY:
-            _queries.popitem(last=False)
+        for text in missing:
+            _queries.put((encoder, text), known[text])
     return np.stack([known[t] for t in texts])
 
 

@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
 import uuid
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
 
+from ..memory import Recent
 from ..pipeline import scaled_scores
 from .limits import Limits
 from .schemas import RerankBody
@@ -72,7 +71,7 @@ def cut_to_tokens(tokenizer, texts: Sequence[str], max_tokens: int) -> list[str]
     return [t[: offsets[-1][1]] if offsets else t for t, offsets in zip(texts, spans)]
 
 
-class ScoreCache:
+class ScoreCache(Recent):
     """Scores of whole requests, the least recently used dropped first beyond `max_entries`: a repeated request
     (a retry, an agent asking again, a RAG loop re-ranking the same passages) is answered without the model.
 
@@ -81,34 +80,12 @@ class ScoreCache:
     pair's score is reused only with its whole list, and a model swap never serves stale scores."""
 
     def __init__(self, max_entries: int = 4096):
-        self.max_entries = max_entries
-        self._scores: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._lock = threading.Lock()
-        self.hits = self.misses = 0
+        super().__init__(max_entries)
 
     @staticmethod
     def key(stage, query: str, documents: Sequence[str]) -> str:
         model = stage_model(stage)
         return hashlib.sha256(json.dumps([stage.name, model.fingerprint, query, list(documents)]).encode()).hexdigest()
-
-    def get(self, key: str) -> np.ndarray | None:
-        with self._lock:
-            scores = self._scores.get(key)
-            if scores is None:
-                self.misses += 1
-                return None
-            self._scores.move_to_end(key)
-            self.hits += 1
-            return scores
-
-    def put(self, key: str, scores: np.ndarray) -> None:
-        if self.max_entries < 1:
-            return
-        with self._lock:
-            self._scores[key] = scores
-            self._scores.move_to_end(key)
-            while len(self._scores) > self.max_entries:
-                self._scores.popitem(last=False)
 
 
 def score_requests(stages: dict[str, Any], requests: Sequence[RerankRequest],
