@@ -1,7 +1,9 @@
 """CROSS-JEM's union capacity against its speed on the CPU: the same BM25 top-N lists packed into groups of at most
 C union tokens, CROSS-JEM and the pointwise model on the MS MARCO teacher's 12 layers, both int8 ONNX (as
 bench_vs_teacher.sh builds them). Smaller groups mean more encoder tokens (less sharing) in shorter rows (cheaper
-attention); the table says which wins where.
+attention); the table says which wins where, and the ratio's two factors: how many fewer tokens CROSS-JEM encodes
+(the ratio were a token as cheap in both) and what a token costs in each (a union row is long, so its attention is
+dearer per token than in a short pair).
 
     python benchmarks/union_capacity.py --sets wikiqa dbpedia-titles -n 100 -n 700 \
         --out benchmarks/results/union_capacity.md
@@ -50,6 +52,7 @@ def main() -> None:
             pointwise.score_ids(q_ids[:1], items[:1])  # warm-up
             pointwise_s = statistics.median(_time(lambda: pointwise.score_ids([q], [c]), args.repeats)
                                             for q, c in zip(q_ids, items))
+            pair_tokens = np.mean([sum(len(pointwise.pair_input(q, t)[0]) for t in c) for q, c in zip(q_ids, items)])
             for capacity in args.capacities:
                 crossjem.config["union_capacity"] = capacity
                 crossjem.score_ids(q_ids[:1], items[:1])
@@ -61,6 +64,7 @@ def main() -> None:
                 union_per_item = np.mean([sum(len(g.input_ids) - g.n_query for g in gs) / len(c)
                                           for gs, c in zip(groups, items)])
                 rows.append((name, n, capacity, np.mean([len(gs) for gs in groups]), tokens, union_per_item,
+                             pair_tokens / tokens, 1e6 * seconds / tokens, 1e6 * pointwise_s / pair_tokens,
                              1000 * seconds, 1000 * pointwise_s, pointwise_s / seconds))
                 print(*rows[-1], flush=True)
     lines = [f"# CROSS-JEM's union capacity against its speed ({args.model}, int8 ONNX, 2 CPU cores)", "",
@@ -69,11 +73,15 @@ def main() -> None:
              f"BM25 top-N lists for {args.queries} queries per set; median ms per query over the queries (each the "
              f"median of {args.repeats} runs, each query scored alone); the pointwise model on the same encoder "
              "weights and lists. tok/list: encoder tokens per list (every group's [CLS] q [SEP] + union); "
-             "union/item: union tokens per candidate (sharing makes it less than the item's word pieces).", "",
-             "| set | N | capacity | groups | tok/list | union/item | CROSS-JEM ms | pointwise ms | x |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {s} | {n} | {c} | {g:.1f} | {t:,.0f} | {u:.1f} | {cj:.1f} | {pw:.1f} | {x:.2f}x |"
-              for s, n, c, g, t, u, cj, pw, x in rows]
+             "union/item: union tokens per candidate (sharing makes it less than the item's word pieces); fewer tok: "
+             "the pointwise model's tokens per list (every pair's [CLS] q [SEP] d [SEP]) over CROSS-JEM's; us/tok: "
+             "microseconds per encoder token (ms over tok/list), so x = fewer tok x pointwise us/tok / CROSS-JEM "
+             "us/tok.", "",
+             "| set | N | capacity | groups | tok/list | union/item | fewer tok | CROSS-JEM us/tok | pointwise us/tok "
+             "| CROSS-JEM ms | pointwise ms | x |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {s} | {n} | {c} | {g:.1f} | {t:,.0f} | {u:.1f} | {f:.2f}x | {ct:.1f} | {pt:.1f} | {cj:.1f} | "
+              f"{pw:.1f} | {x:.2f}x |" for s, n, c, g, t, u, f, ct, pt, cj, pw, x in rows]
     args.out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
