@@ -154,7 +154,8 @@ def main() -> None:
     lines.append(f"| mean dev ({len(fitted)}) | " + " | ".join(f"{v:.4f}" for v in alone_means) + " | "
                  + " | ".join(f"{np.mean([p[k] for k in fitted]):.4f}" for p, _ in rows.values()) + " |")
     lines += ["", "Weights fitted on all dev sets (what a default would ship):", ""]
-    lines += [f"- {label}: " + ", ".join(f"{s} {x:.1f}" for s, x in zip(SIGNALS, w) if x) for label, (_, w) in rows.items()]
+    lines += [f"- {label}: " + ", ".join(f"{s} {x:.1f}" for s, x in zip(SIGNALS, w) if x)
+              for label, (_, w) in rows.items()]
     args.out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
