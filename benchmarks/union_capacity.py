@@ -2,7 +2,7 @@
 C union tokens, CROSS-JEM and the pointwise model on the MS MARCO teacher's 12 layers, both int8 ONNX (as
 bench_vs_teacher.sh builds them). Smaller groups mean more encoder tokens (less sharing) in shorter rows (cheaper
 attention); the table says which wins where, and the ratio's two factors: how many fewer tokens CROSS-JEM encodes
-(the ratio were a token as cheap in both) and what a token costs in each (a union row is long, so its attention is
+(the ratio if a token cost the same in both) and what a token costs in each (a union row is long, so its attention is
 dearer per token than in a short pair).
 
     python benchmarks/union_capacity.py --sets wikiqa dbpedia-titles -n 100 -n 700 \
