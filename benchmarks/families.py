@@ -27,7 +27,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from reranker_quality import candidates  # noqa: E402
 
-from rerank_pipeline.io.beir import BeirDataset  # noqa: E402
 from rerank_pipeline.rerankers import RERANKERS, Reranker  # noqa: E402
 from rerank_pipeline.rerankers.onnx import use_backend  # noqa: E402
 
