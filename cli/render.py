@@ -30,17 +30,21 @@ def indexes(index_dir, found, width: int = 200):
 
     from rerank_pipeline.index import Index
 
-    columns = ("name", "docs", "stages", "encoder", "faiss", "MICE states", "created", "corpus", "status")
+    columns = ("name", "docs", "word pieces", "stages", "encoder", "faiss", "MICE states", "created", "corpus",
+               "status")
     rows = []
     for path, manifest in found:
         if isinstance(manifest, str):
-            rows.append((path.name, "-", "", "", "", "", "", "", f"[red]{escape(manifest)}[/]"))
+            rows.append((path.name, "-", "", "", "", "", "", "", "", f"[red]{escape(manifest)}[/]"))
             continue
         stale = Index(path, manifest).staleness()
         mice = manifest.get("mice")
         states = (f"{mice['bytes'] / 2**20:,.1f} MiB, {mice['tokens']:,} tokens (m={mice['merge_layer']})"
                   if mice else "-")
-        rows.append((manifest["name"], str(manifest["corpus"]["documents"]), ", ".join(manifest["stages"]),
+        pieces = manifest.get("word_pieces")  # indexes built before it was recorded have none
+        lengths = (f"median {pieces['median']}, p95 {pieces['p95']}, {pieces['cut']:.0%} cut at {pieces['cut_at']}"
+                   if pieces else "-")
+        rows.append((manifest["name"], str(manifest["corpus"]["documents"]), lengths, ", ".join(manifest["stages"]),
                      manifest["tokenizer"]["encoder"], manifest.get("dense", {}).get("faiss", "-"), states,
                      manifest["created"], manifest["corpus"]["path"],
                      f"[yellow]{escape(stale)}[/]" if stale else "ok"))

@@ -23,6 +23,29 @@ def test_build_open_and_search(tmp_path):
     assert not list((tmp_path / "ix").glob(".t.*"))  # no work directories left behind
 
 
+def test_the_manifest_states_how_long_the_documents_are_and_an_update_restates_it(tmp_path):
+    import numpy as np
+
+    from rerank_pipeline.encoders import MAX_DOC_TOKENS, load_tokenizer, resolve_encoder, tokenize_ids
+    from rerank_pipeline.index import update_index
+
+    long_text = " ".join(["antidisestablishmentarianism", "ultramicroscopic"] * 200)  # past the stored cut
+    docs = OLD + [{"id": "long", "text": long_text}]
+    idx, _ = build_index(write_jsonl(tmp_path / "c.jsonl", docs), "t", tmp_path / "ix", dense=False,
+                         show_progress=False)
+    tokenizer = load_tokenizer(resolve_encoder(idx.manifest["tokenizer"]["encoder"]))
+    full = [len(t) for t in tokenize_ids(tokenizer, [d["text"] for d in docs], max_length=10 ** 6)]
+    stored = np.minimum(full, MAX_DOC_TOKENS)
+    pieces = idx.manifest["word_pieces"]
+    assert full[-1] > MAX_DOC_TOKENS and pieces["cut_at"] == MAX_DOC_TOKENS and pieces["cut"] == 0.25
+    assert pieces["median"] == int(np.median(stored)) and pieces["mean"] == round(float(stored.mean()), 1)
+    assert pieces["p95"] == int(np.percentile(stored, 95))
+    updated, _ = update_index(idx, write_jsonl(tmp_path / "new.jsonl", NEW), show_progress=False)
+    assert updated.manifest["word_pieces"]["cut"] == round(1 / 7, 4)  # seven documents now, one cut
+    result = runner.invoke(app, ["info", "--index-dir", str(tmp_path / "ix")], env={"COLUMNS": "300"})
+    assert result.exit_code == 0 and "14% cut at 256" in result.output, result.output
+
+
 def test_interrupted_build_keeps_old_index_and_resumes(tmp_path, monkeypatch):
     root = tmp_path / "ix"
     build_index(write_jsonl(tmp_path / "old.jsonl", OLD), "t", root, show_progress=False)

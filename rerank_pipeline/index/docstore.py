@@ -19,15 +19,18 @@ _SQL_CHUNK = 900  # stay under SQLite's host-parameter limit
 
 
 def write_docstore(path: Path, docids: Sequence[str], texts: Sequence[str], tokenizer, batch_size: int = 2048,
-                   progress=None) -> None:
-    """Write all documents in one transaction. `progress(n)` is called as batches are tokenized."""
+                   progress=None) -> np.ndarray:
+    """Write all documents in one transaction; returns each document's stored word pieces (cut at
+    MAX_DOC_TOKENS). `progress(n)` is called as batches are tokenized."""
     con = sqlite3.connect(path)
+    lengths = np.zeros(len(docids), np.int64)
     try:
         con.executescript(SCHEMA)
         con.execute("INSERT INTO meta VALUES ('tokenizer', ?)", (tokenizer_fingerprint(tokenizer),))
         for start in range(0, len(docids), batch_size):
             chunk = list(texts[start:start + batch_size])
             ids = tokenize_ids(tokenizer, chunk)
+            lengths[start:start + len(chunk)] = [len(t) for t in ids]
             con.executemany(
                 "INSERT INTO docs VALUES (?, ?, ?, ?)",
                 ((start + i, docids[start + i], chunk[i], t.astype(np.int32).tobytes()) for i, t in enumerate(ids)),
@@ -37,6 +40,7 @@ def write_docstore(path: Path, docids: Sequence[str], texts: Sequence[str], toke
         con.commit()
     finally:
         con.close()
+    return lengths
 
 
 class DocStore:

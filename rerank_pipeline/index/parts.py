@@ -14,6 +14,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from ..encoders import MAX_DOC_TOKENS
 from ..files import swap_into_place
 from .docstore import DocStore, write_docstore
 from .states import STATES_DIR, write_document_states
@@ -42,8 +43,9 @@ def write_parts(work: Path, docids: Sequence[str], texts: Sequence[str], tokeniz
 
     (work / "docstore.sqlite").unlink(missing_ok=True)  # cheap next to encoding: always rewritten
     task = progress.add_task("tokenizing", total=len(texts))
-    write_docstore(work / "docstore.sqlite", docids, texts, tokenizer, progress=lambda n: progress.advance(task, n))
-    entries: dict = {"stages": []}
+    lengths = write_docstore(work / "docstore.sqlite", docids, texts, tokenizer,
+                             progress=lambda n: progress.advance(task, n))
+    entries: dict = {"stages": [], "word_pieces": word_piece_statistics(lengths)}
     if spec.bm25_backend:
         task = progress.add_task(f"bm25 ({spec.bm25_backend})", total=1)
         shutil.rmtree(work / "bm25", ignore_errors=True)
@@ -69,6 +71,16 @@ def write_parts(work: Path, docids: Sequence[str], texts: Sequence[str], tokeniz
         entries[STATES_DIR] = write_document_states(work / STATES_DIR, DocStore(work / "docstore.sqlite"), spec.mice,
                                                     progress)
     return entries
+
+
+def word_piece_statistics(lengths: np.ndarray) -> dict:
+    """How long the documents are, in the index tokenizer's word pieces: what decides how a reranker should read
+    them (whole, first-P, windows) and which family pays (CROSS-JEM's union suits short items)."""
+    if not len(lengths):
+        return {"mean": 0.0, "median": 0, "p95": 0, "cut_at": MAX_DOC_TOKENS, "cut": 0.0}
+    return {"mean": round(float(lengths.mean()), 1), "median": int(np.median(lengths)),
+            "p95": int(np.percentile(lengths, 95)), "cut_at": MAX_DOC_TOKENS,
+            "cut": round(float((lengths >= MAX_DOC_TOKENS).mean()), 4)}
 
 
 def publish(work: Path, target: Path, manifest: dict) -> Index:
