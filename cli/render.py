@@ -42,7 +42,7 @@ def indexes(index_dir, found, width: int = 200):
         states = (f"{mice['bytes'] / 2**20:,.1f} MiB, {mice['tokens']:,} tokens (m={mice['merge_layer']})"
                   if mice else "-")
         pieces = manifest.get("word_pieces")  # indexes built before it was recorded have none
-        lengths = (f"median {pieces['median']}, p95 {pieces['p95']}, {pieces['cut']:.0%} cut at {pieces['cut_at']}"
+        lengths = (f"median {pieces['median']}, p95 {pieces['p95']}, {pieces['at_cap']:.0%} cut at {pieces['cap']}"
                    if pieces else "-")
         rows.append((manifest["name"], str(manifest["corpus"]["documents"]), lengths, ", ".join(manifest["stages"]),
                      manifest["tokenizer"]["encoder"], manifest.get("dense", {}).get("faiss", "-"), states,

@@ -37,11 +37,11 @@ def test_the_manifest_states_how_long_the_documents_are_and_an_update_restates_i
     full = [len(t) for t in tokenize_ids(tokenizer, [d["text"] for d in docs], max_length=10 ** 6)]
     stored = np.minimum(full, MAX_DOC_TOKENS)
     pieces = idx.manifest["word_pieces"]
-    assert full[-1] > MAX_DOC_TOKENS and pieces["cut_at"] == MAX_DOC_TOKENS and pieces["cut"] == 0.25
+    assert full[-1] > MAX_DOC_TOKENS and pieces["cap"] == MAX_DOC_TOKENS and pieces["at_cap"] == 0.25
     assert pieces["median"] == int(np.median(stored)) and pieces["mean"] == round(float(stored.mean()), 1)
     assert pieces["p95"] == int(np.percentile(stored, 95))
     updated, _ = update_index(idx, write_jsonl(tmp_path / "new.jsonl", NEW), show_progress=False)
-    assert updated.manifest["word_pieces"]["cut"] == round(1 / 7, 4)  # seven documents now, one cut
+    assert updated.manifest["word_pieces"]["at_cap"] == round(1 / 7, 4)  # seven documents now, one cut
     result = runner.invoke(app, ["info", "--index-dir", str(tmp_path / "ix")], env={"COLUMNS": "300"})
     assert result.exit_code == 0 and "14% cut at 256" in result.output, result.output
 

@@ -74,13 +74,14 @@ def write_parts(work: Path, docids: Sequence[str], texts: Sequence[str], tokeniz
 
 
 def word_piece_statistics(lengths: np.ndarray) -> dict:
-    """How long the documents are, in the index tokenizer's word pieces: what decides how a reranker should read
-    them (whole, first-P, windows) and which family pays (CROSS-JEM's union suits short items)."""
+    """How long the documents are, in the index tokenizer's word pieces as stored: what decides how a reranker
+    should read them (whole, first-P, windows) and which family pays (CROSS-JEM's union suits short items).
+    `at_cap`: the share stored at the cap, i.e. cut there (or exactly that long)."""
     if not len(lengths):
-        return {"mean": 0.0, "median": 0, "p95": 0, "cut_at": MAX_DOC_TOKENS, "cut": 0.0}
+        return {"mean": 0.0, "median": 0, "p95": 0, "cap": MAX_DOC_TOKENS, "at_cap": 0.0}
     return {"mean": round(float(lengths.mean()), 1), "median": int(np.median(lengths)),
-            "p95": int(np.percentile(lengths, 95)), "cut_at": MAX_DOC_TOKENS,
-            "cut": round(float((lengths >= MAX_DOC_TOKENS).mean()), 4)}
+            "p95": int(np.percentile(lengths, 95)), "cap": MAX_DOC_TOKENS,
+            "at_cap": round(float((lengths >= MAX_DOC_TOKENS).mean()), 4)}
 
 
 def publish(work: Path, target: Path, manifest: dict) -> Index:
