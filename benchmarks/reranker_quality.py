@@ -30,6 +30,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rerank_pipeline.config import open_pipeline  # noqa: E402
+from rerank_pipeline.encoders import recorded_name  # noqa: E402
 from rerank_pipeline.evaluation import compare  # noqa: E402
 from rerank_pipeline.io import read_run  # noqa: E402
 from rerank_pipeline.io.beir import BeirDataset  # noqa: E402
@@ -317,6 +318,7 @@ def main() -> None:
     args.out.write_text("\n".join(lines) + "\n")
     args.out.with_suffix(".json").write_text(json.dumps(
         {"nDCG@10": summary, "vs_first_stage": pvalues, "settings": chosen_out, "gate_sets": gate_sets,
+         "encoder": recorded_name(args.encoder),  # the dense feature's: a shipped combination records it
          "ablation": ablation, "timings_ms": {k: s.timings for k, s in data.items()}}, indent=2))
     print(f"wrote {args.out}")
 

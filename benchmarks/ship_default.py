@@ -151,7 +151,8 @@ def main() -> int:
     own_weights = args.model.is_dir()  # a packaged model's files stay in their package
     model = Reranker.load(args.model, backend="torch" if own_weights else args.backend or "auto")
     shipped = results["settings"][system]["*"]
-    combine = {"weights": {f: w for f, w in shipped["weights"].items() if w}, "gate": shipped["gate"]}
+    combine = {"weights": {f: w for f, w in shipped["weights"].items() if w}, "gate": shipped["gate"],
+               **({"dense_encoder": results["encoder"]} if "encoder" in results else {})}
     training = args.model / "training.json"
     card = model_card(results, args.name, json.loads(training.read_text()) if training.is_file() else None,
                       {**model.config, "combine": combine}, args.note, args.teacher, args.what)

@@ -42,8 +42,11 @@ def resolve_encoder(name_or_path: str | None) -> str:
 def recorded_name(name_or_path: str | None) -> str:
     """How an index's manifest names its dense encoder: all-MiniLM-L6-v2 by its hub name, a packaged model by its
     name (its unpacked directory is a cache path on this machine only), anything else by its directory."""
+    packaged = packaged_name(name_or_path) if name_or_path is not None else None
+    if packaged is not None:  # named without unpacking it
+        return packaged
     path = resolve_encoder(name_or_path)
-    return DEFAULT_ENCODER_NAME if path == default_encoder_path() else packaged_name(name_or_path) or path
+    return DEFAULT_ENCODER_NAME if path == default_encoder_path() else path
 
 
 @lru_cache(maxsize=8)

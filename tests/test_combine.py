@@ -81,6 +81,26 @@ def test_zero_gate_ranks_exactly_as_the_features_and_skips_the_model(demo_index)
     assert model.calls == 0
 
 
+def test_weights_fitted_on_another_encoders_cosine_warn_once_and_matching_ones_do_not(demo_index, recwarn):
+    import warnings
+
+    from rerank_pipeline.rerankers import combine
+
+    combine._warn_if_refitting_needed.cache_clear()
+    block = {"weights": {"bm25": 0.25, "dense": 0.75}, "gate": 0.0}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the demo index's encoder: silent
+        Combine.from_config(None, {**block, "dense_encoder": "sentence-transformers/all-MiniLM-L6-v2"}, demo_index)
+        Combine.from_config(None, {**block, "dense_encoder": "all-MiniLM-L6-v2"}, demo_index)  # another spelling
+        Combine.from_config(None, block, demo_index)  # nothing recorded: nothing to compare
+        Combine.from_config(None, {"weights": {"bm25": 1.0}, "dense_encoder": "bge-small-en-v1.5"}, demo_index)
+    with pytest.warns(UserWarning, match="fitted on bge-small-en-v1.5's cosine.*all-MiniLM-L6-v2's"):
+        Combine.from_config(None, {**block, "dense_encoder": "bge-small-en-v1.5"}, demo_index)
+    recwarn.clear()
+    Combine.from_config(None, {**block, "dense_encoder": "bge-small-en-v1.5"}, demo_index)
+    assert not [w for w in recwarn if "fitted on" in str(w.message)]  # once per process
+
+
 def test_training_head_starts_as_the_feature_combination():
     """Before any step the residual training head scores a list exactly as its features rank it (gate = 0)."""
     import torch

@@ -15,10 +15,13 @@ added, not normalised: a model unsure about a list moves it little.
 """
 from __future__ import annotations
 
+import functools
+import warnings
 from typing import Mapping, Sequence
 
 import numpy as np
 
+from ..encoders import recorded_name
 from ..pipeline import Stage
 from ..types import Queries, Run, split_by
 
@@ -109,20 +112,25 @@ class Combine(Stage):
     """Reranks each query's candidates by fitted feature weights plus `gate` times a reranker's logits."""
 
     def __init__(self, reranker=None, weights: Mapping[str, float] | None = None, gate: float = 0.0, index=None,
-                 encoder: str | None = None, features: Sequence[str] | None = None):
+                 encoder: str | None = None, features: Sequence[str] | None = None, dense_encoder: str | None = None):
+        """`dense_encoder`: the dual encoder whose cosine the weights were fitted on (a shipped combination records
+        it); a stage that reads another one's cosine warns once, since its weights may not fit."""
         weights = dict(weights or {"run": 1.0})
         self.weights = weight_vector(weights)
         if features is not None:  # run without some features (e.g. no on-the-fly encoding): their weight is 0
             self.weights[[f not in features for f in FEATURES]] = 0.0
         self.reranker, self.gate = reranker, float(gate)
         self.extractor = FeatureExtractor(index, encoder, [f for f, w in zip(FEATURES, self.weights) if w != 0])
+        if dense_encoder is not None and "dense" in self.extractor.use:
+            _warn_if_refitting_needed(dense_encoder, self.extractor.encoder)
         model = f" + {self.gate:g} {reranker.name}" if reranker is not None and self.gate else ""
         self.name = "combine(" + ", ".join(f"{w:g} {f}" for f, w in zip(FEATURES, self.weights) if w) + model + ")"
 
     @classmethod
     def from_config(cls, reranker, spec: Mapping, index=None) -> "Combine":
         """From a model's stored `combine` block ({weights, gate}) or a YAML one."""
-        return cls(reranker, spec["weights"], spec.get("gate", 0.0), index, features=spec.get("features"))
+        return cls(reranker, spec["weights"], spec.get("gate", 0.0), index, features=spec.get("features"),
+                   dense_encoder=spec.get("dense_encoder"))
 
     def transform(self, queries: Queries, run: Run | None = None) -> Run:
         qids, docids, texts = self.candidates(queries, run)
@@ -131,6 +139,15 @@ class Combine(Stage):
                  else [None] * len(qids))
         scores = [combine_scores(f, self.weights, m, self.gate) for f, m in zip(features, model)]
         return Run.from_scores(qids, docids, scores, run.docs)
+
+
+@functools.lru_cache(maxsize=None)  # once per pair in a process, not on every pipeline a server opens
+def _warn_if_refitting_needed(fitted: str, used: str | None) -> None:
+    if fitted == used or recorded_name(fitted) == recorded_name(used):
+        return
+    warnings.warn(f"the feature weights were fitted on {recorded_name(fitted)}'s cosine, but this stage reads "
+                  f"{recorded_name(used)}'s: they may not fit (refit with benchmarks/reranker_quality.py --encoder)",
+                  stacklevel=3)
 
 
 def served(model, index=None) -> Stage:

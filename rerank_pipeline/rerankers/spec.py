@@ -80,9 +80,11 @@ class RerankerSpec:
 def _check_combine(block: Any, where: str) -> None:
     if block is True:
         return
-    if not isinstance(block, dict) or set(block) - {"weights", "gate", "features"}:
-        raise ConfigError(f"{where} must be true (the model's stored weights) or a mapping of weights, gate, features;"
-                          f" got {block!r}")
+    if not isinstance(block, dict) or set(block) - {"weights", "gate", "features", "dense_encoder"}:
+        raise ConfigError(f"{where} must be true (the model's stored weights) or a mapping of weights, gate, features,"
+                          f" dense_encoder; got {block!r}")
+    if not isinstance(block.get("dense_encoder", ""), str):
+        raise ConfigError(f"{where}.dense_encoder must be an encoder name, got {block['dense_encoder']!r}")
     weights = block.get("weights", {})
     if not isinstance(weights, dict) or set(weights) - set(FEATURES) or not all(
             isinstance(w, (int, float)) and not isinstance(w, bool) and w >= 0 for w in weights.values()):
