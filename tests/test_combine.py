@@ -94,6 +94,8 @@ def test_weights_fitted_on_another_encoders_cosine_warn_once_and_matching_ones_d
         Combine.from_config(None, {**block, "dense_encoder": "all-MiniLM-L6-v2"}, demo_index)  # another spelling
         Combine.from_config(None, block, demo_index)  # nothing recorded: nothing to compare
         Combine.from_config(None, {"weights": {"bm25": 1.0}, "dense_encoder": "bge-small-en-v1.5"}, demo_index)
+    with pytest.warns(UserWarning, match="fitted on /elsewhere/encoder's cosine"):  # not on this machine: no error
+        Combine.from_config(None, {**block, "dense_encoder": "/elsewhere/encoder"}, demo_index)
     with pytest.warns(UserWarning, match="fitted on bge-small-en-v1.5's cosine.*all-MiniLM-L6-v2's"):
         Combine.from_config(None, {**block, "dense_encoder": "bge-small-en-v1.5"}, demo_index)
     recwarn.clear()

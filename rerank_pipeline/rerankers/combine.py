@@ -143,11 +143,18 @@ class Combine(Stage):
 
 @functools.lru_cache(maxsize=None)  # once per pair in a process, not on every pipeline a server opens
 def _warn_if_refitting_needed(fitted: str, used: str | None) -> None:
-    if fitted == used or recorded_name(fitted) == recorded_name(used):
-        return
-    warnings.warn(f"the feature weights were fitted on {recorded_name(fitted)}'s cosine, but this stage reads "
-                  f"{recorded_name(used)}'s: they may not fit (refit with benchmarks/reranker_quality.py --encoder)",
-                  stacklevel=3)
+    fitted, used = _encoder_label(fitted), _encoder_label(used)
+    if fitted != used:
+        warnings.warn(f"the feature weights were fitted on {fitted}'s cosine, but this stage reads {used}'s: they "
+                      "may not fit (refit with benchmarks/reranker_quality.py --encoder)", stacklevel=3)
+
+
+def _encoder_label(name: str | None) -> str:
+    """The manifest's name for an encoder; a directory not on this machine (fitted elsewhere) by its text."""
+    try:
+        return recorded_name(name)
+    except FileNotFoundError:
+        return str(name)
 
 
 def served(model, index=None) -> Stage:
