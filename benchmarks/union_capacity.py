@@ -19,7 +19,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rerank_pipeline.bench import _time, candidate_lists, pointwise_twin  # noqa: E402
+from rerank_pipeline.bench import _time, candidate_lists, pair_tokens, pointwise_twin  # noqa: E402
 from rerank_pipeline.encoders import tokenize_ids  # noqa: E402
 from rerank_pipeline.io import read_records  # noqa: E402
 from rerank_pipeline.rerankers import CrossJEM  # noqa: E402
@@ -52,7 +52,7 @@ def main() -> None:
             pointwise.score_ids(q_ids[:1], items[:1])  # warm-up
             pointwise_s = statistics.median(_time(lambda: pointwise.score_ids([q], [c]), args.repeats)
                                             for q, c in zip(q_ids, items))
-            pair_tokens = np.mean([sum(len(pointwise.pair_input(q, t)[0]) for t in c) for q, c in zip(q_ids, items)])
+            pointwise_tokens = np.mean([pair_tokens(pointwise, q, c) for q, c in zip(q_ids, items)])
             for capacity in args.capacities:
                 crossjem.config["union_capacity"] = capacity
                 crossjem.score_ids(q_ids[:1], items[:1])
@@ -64,7 +64,7 @@ def main() -> None:
                 union_per_item = np.mean([sum(len(g.input_ids) - g.n_query for g in gs) / len(c)
                                           for gs, c in zip(groups, items)])
                 rows.append((name, n, capacity, np.mean([len(gs) for gs in groups]), tokens, union_per_item,
-                             pair_tokens / tokens, 1e6 * seconds / tokens, 1e6 * pointwise_s / pair_tokens,
+                             pointwise_tokens / tokens, 1e6 * seconds / tokens, 1e6 * pointwise_s / pointwise_tokens,
                              1000 * seconds, 1000 * pointwise_s, pointwise_s / seconds))
                 print(*rows[-1], flush=True)
     lines = [f"# CROSS-JEM's union capacity against its speed ({args.model}, int8 ONNX, 2 CPU cores)", "",

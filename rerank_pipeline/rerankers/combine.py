@@ -143,6 +143,8 @@ class Combine(Stage):
 
 @functools.lru_cache(maxsize=None)  # once per pair in a process, not on every pipeline a server opens
 def _warn_if_refitting_needed(fitted: str, used: str | None) -> None:
+    if fitted == used:  # the usual case, decided without resolving either name (a fresh CLI process pays nothing)
+        return
     fitted, used = _encoder_label(fitted), _encoder_label(used)
     if fitted != used:
         warnings.warn(f"the feature weights were fitted on {fitted}'s cosine, but this stage reads {used}'s: they "
