@@ -84,13 +84,32 @@ def test_residual_training_starts_at_the_features_and_stores_its_combination(tin
     assert state["best"] >= state["before"]["nDCG@10"]
 
 
+def test_a_residual_combination_records_its_lists_dense_encoder(tiny_encoder, tmp_path):
+    """The stored combination names the encoder whose cosine it was fitted on (the stage warns when another one is
+    read); lists whose dense features come from two encoders cannot share one dense weight."""
+    lists = toy_lists(8, 1)
+    for l in lists:
+        l.features = np.column_stack([np.full(len(l.labels), np.nan), l.labels, l.labels])
+        l.dense_encoder = "bge-small-en-v1.5"
+    model = CrossJEM.from_encoder(tiny_encoder, device="cpu")
+    cfg = TrainConfig(loss="ce", epochs=1, list_size=4, combine={"weights": {"bm25": 0.5, "dense": 0.5},
+                                                                 "dense_encoder": "all-MiniLM-L6-v2"})
+    train(model, lists, [], cfg, tmp_path / "m", show_progress=False, log=lambda m: None)
+    stored = json.loads((tmp_path / "m" / "rerank_config.json").read_text())["combine"]
+    assert stored["dense_encoder"] == "bge-small-en-v1.5"  # what the lists were built with, not the starting record
+    lists[0].dense_encoder = "all-MiniLM-L6-v2"
+    with pytest.raises(ValueError, match="2 encoders"):
+        train(model, lists, [], cfg, tmp_path / "n", show_progress=False, log=lambda m: None)
+
+
 def test_lists_jsonl_keeps_features(tmp_path):
     lists = toy_lists(2, 0)
-    lists[0].features = np.array([[np.nan, 1.5, 0.25]] * 4)
+    lists[0].features, lists[0].dense_encoder = np.array([[np.nan, 1.5, 0.25]] * 4), "bge-small-en-v1.5"
     write_lists_jsonl(lists, tmp_path / "l.jsonl.gz")
     back = load_jsonl_lists(tmp_path / "l.jsonl.gz")
     np.testing.assert_array_equal(back[0].features, lists[0].features)
-    assert back[1].features is None
+    assert back[0].dense_encoder == "bge-small-en-v1.5"
+    assert back[1].features is None and back[1].dense_encoder is None
 
 
 def test_time_budget_stops_before_an_epoch_that_would_overrun(tiny_encoder, tmp_path, monkeypatch):

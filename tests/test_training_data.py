@@ -121,6 +121,16 @@ def test_lists_over_an_index_carry_the_first_stage_features(tmp_path):
         scores = {h.docid: h.score for h in bm25[l.qid]}
         np.testing.assert_allclose(l.features[:, 1], [scores.get(d, 0.0) for d in l.docids], rtol=1e-5)
         assert np.isnan(l.features[:, 0]).all() and np.isnan(l.features[:, 2]).all()  # no run score, no dense stage
+        assert l.dense_encoder is None
+
+
+def test_lists_record_the_encoder_of_their_dense_feature(demo_index):
+    """The dense feature's encoder travels with the lists, so a combination trained on them can record it."""
+    from rerank_pipeline.training import lists_from_index
+
+    lists = lists_from_index(demo_index, {"q1": "patagonia japan", "q2": "oaxaca food"}, k=5)
+    assert {l.dense_encoder for l in lists} == {demo_index.manifest["dense"]["encoder"]}
+    assert not np.isnan(np.concatenate([l.features[:, 2] for l in lists])).any()
 
 
 def test_fine_tuning_starts_from_the_stored_combination(tmp_path, tiny_encoder):
@@ -137,7 +147,7 @@ def test_fine_tuning_starts_from_the_stored_combination(tmp_path, tiny_encoder):
 
     ds = make_beir(tmp_path / "set", with_dev=True)
     start = CrossJEM.from_encoder(tiny_encoder, device="cpu")
-    start.config["combine"] = {"weights": {"bm25": 1.0}, "gate": 0.5}
+    start.config["combine"] = {"weights": {"bm25": 1.0}, "gate": 0.5, "dense_encoder": "elsewhere/encoder"}
     start.save(tmp_path / "start")
     result = CliRunner().invoke(app, ["train", "--family", "crossjem", "--init", str(tmp_path / "start"), "--data",
                                       str(ds.path), "--index-dir", str(tmp_path / "ix"), "--loss", "ce", "--epochs", "1",
@@ -150,3 +160,4 @@ def test_fine_tuning_starts_from_the_stored_combination(tmp_path, tiny_encoder):
     assert state["before"]["nDCG@10"] == pytest.approx(expected["nDCG@10"])
     tuned = json.loads((tmp_path / "tuned" / "rerank_config.json").read_text())["combine"]
     assert tuned["weights"] == {"bm25": 1.0} and (tuned["gate"] == 0.5) == (state["best_epoch"] == 0)
+    assert tuned["dense_encoder"] == "elsewhere/encoder"  # lists without a dense stage keep the stored record

@@ -28,6 +28,7 @@ class RankingList:
     teacher: np.ndarray | None = None  # teacher probabilities in [0, 1]
     source: str = ""                   # the dataset it came from (mixing weights are per source)
     features: np.ndarray | None = None  # raw first-stage features [candidates x combine.FEATURES], NaN = absent
+    dense_encoder: str | None = None   # the dual encoder whose cosine `features` holds (as its index records it)
     token_ids: dict = field(default_factory=dict, repr=False, compare=False)  # (tokenizer, length) -> ids
 
 
@@ -124,11 +125,12 @@ def lists_from_index(index, queries: dict[str, str], k: int = 30) -> list[Rankin
 def add_features(lists: list[RankingList], index) -> None:
     """The free first-stage features of every candidate (BM25, stored dual-encoder cosine), so a reranker can be
     trained as their residual. The `run` feature stays absent: a list mixes several retrievers' candidates."""
-    extractor = FeatureExtractor(index, use=("bm25", "dense") if "dense" in index.stages else ("bm25",))
+    dense = "dense" in index.stages
+    extractor = FeatureExtractor(index, use=("bm25", "dense") if dense else ("bm25",))
     for start in range(0, len(lists), 256):
         part = lists[start:start + 256]
         for l, f in zip(part, extractor.extract([l.query for l in part], [l.docids for l in part], index.docstore)):
-            l.features = f
+            l.features, l.dense_encoder = f, index.manifest["dense"]["encoder"] if dense else None
 
 
 def _open_text(path: Path, mode: str):
@@ -155,9 +157,11 @@ def load_jsonl_lists(path: str | Path) -> list[RankingList]:
                            if all("teacher_score" in c for c in cands) else None)
                 features = (np.array([[c["features"].get(f, np.nan) for f in FEATURES] for c in cands], dtype=np.float64)
                             if all("features" in c for c in cands) else None)
+                if not isinstance(obj.get("dense_encoder", ""), str):
+                    raise TypeError(f"dense_encoder must be an encoder name, got {obj['dense_encoder']!r}")
                 lists.append(RankingList(str(obj.get("qid", lineno)), obj["query"], docids, texts, labels,
                                          np.array(teacher, dtype=np.float32) if teacher else None,
-                                         str(obj.get("source", path.stem)), features))
+                                         str(obj.get("source", path.stem)), features, obj.get("dense_encoder")))
             except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as e:
                 problems.append(Problem(str(path), lineno, getattr(e, "args", [""])[0] if isinstance(e, KeyError) else "",
                                         f"{type(e).__name__}: {e}"))
@@ -208,5 +212,6 @@ def write_lists_jsonl(lists: list[RankingList], path: str | Path, max_chars: int
                      | ({"features": {f: round(float(v), 4) for f, v in zip(FEATURES, l.features[i]) if not np.isnan(v)}}
                         if l.features is not None else {})
                      for i, (d, t, y) in enumerate(zip(l.docids, l.texts, l.labels))]
-            f.write(json.dumps({"qid": l.qid, "query": l.query, "source": l.source, "candidates": cands}) + "\n")
+            f.write(json.dumps({"qid": l.qid, "query": l.query, "source": l.source, "candidates": cands}
+                               | ({"dense_encoder": l.dense_encoder} if l.dense_encoder else {})) + "\n")
     tmp.replace(path)

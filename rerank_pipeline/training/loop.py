@@ -159,6 +159,16 @@ def _features(l: RankingList) -> np.ndarray:
     return l.features
 
 
+def features_encoder(lists: list[RankingList], combine: dict) -> str | None:
+    """The dual encoder whose cosine the lists' dense feature holds (a fine-tuned combination's own record where the
+    lists do not say); lists whose dense features come from different encoders cannot share one dense weight."""
+    encoders = {l.dense_encoder for l in lists if l.dense_encoder}
+    if len(encoders) > 1 and combine["weights"].get("dense"):
+        raise ValueError(f"the training lists' dense features come from {len(encoders)} encoders "
+                         f"({', '.join(sorted(encoders))}): build every dataset index with one (--encoder)")
+    return encoders.pop() if len(encoders) == 1 else combine.get("dense_encoder")
+
+
 class ResidualHead(torch.nn.Module):
     """The combined score during training: scale * (w . z(features)) + gate * model logits. A fresh model's gate
     starts at 0 (step 0 ranks exactly as the features do), a fine-tuned one's at its stored gate; the learned scale
@@ -170,9 +180,10 @@ class ResidualHead(torch.nn.Module):
     to the model, and a model that has not learned gives the gate no reason to grow); the gate learns how much of
     the model to use."""
 
-    def __init__(self, weights: dict, gate: float = 0.0):
+    def __init__(self, weights: dict, gate: float = 0.0, dense_encoder: str | None = None):
         super().__init__()
         self.weights = weight_vector(weights)
+        self.dense_encoder = dense_encoder  # recorded with the weights: the stage warns when it reads another one
         self.gate = torch.nn.Parameter(torch.tensor(float(gate)))
         self.log_scale = torch.nn.Parameter(torch.zeros(()))
 
@@ -184,7 +195,8 @@ class ResidualHead(torch.nn.Module):
     def stage_config(self) -> dict:
         """The Combine stage's settings (saved with the model)."""
         return {"weights": {f: float(w) for f, w in zip(FEATURES, self.weights) if w},
-                "gate": float((self.gate / self.log_scale.exp()).detach())}
+                "gate": float((self.gate / self.log_scale.exp()).detach())} \
+            | ({"dense_encoder": self.dense_encoder} if self.dense_encoder else {})
 
     def ranking(self) -> tuple[np.ndarray, float]:
         """(weights, gate) as `evaluate_lists` takes them: the lists ranked as the stage will rank them."""
@@ -213,8 +225,8 @@ class Trainer:
             cfg.targets = "teacher"
         torch.manual_seed(cfg.seed)
         self.device = model.device
-        self.head = ResidualHead(cfg.combine["weights"], cfg.combine.get("gate", 0.0)).to(self.device) \
-            if cfg.combine else None
+        self.head = ResidualHead(cfg.combine["weights"], cfg.combine.get("gate", 0.0),
+                                 features_encoder(train_lists, cfg.combine)).to(self.device) if cfg.combine else None
         self.groups = [{"params": list(model.network.parameters())}]
         if self.head is not None:  # two scalars: a transformer's learning rate would barely move them
             self.groups.append({"params": list(self.head.parameters()), "lr": 1e-2, "weight_decay": 0.0})
