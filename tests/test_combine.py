@@ -70,6 +70,34 @@ def test_combined_score_against_explicit_formula(demo_index):
     assert {h.docid: h.score for h in out["q"]} == pytest.approx(dict(zip(docids, expected)))
 
 
+def test_a_z_scaled_model_is_z_scored_per_query_like_a_feature(demo_index):
+    """model_scale z (a model not trained as the residual): the logits enter z-scored per query, so multiplying
+    them by any positive number changes nothing; raw logits are added as they are."""
+    query = "patagonia japan"
+    run = first_stage(demo_index, query)
+    docids = [h.docid for h in run["q"]]
+    weights = {"run": 0.1, "dense": 0.5}
+    block = {"weights": weights, "gate": 0.4, "model_scale": "z"}
+    out = Combine.from_config(TextLength(), block, demo_index).transform({"q": query}, run)
+    feats = FeatureExtractor(demo_index).extract([query], [docids], demo_index.docstore,
+                                                 [[h.score for h in run["q"]]])[0]
+    lengths = np.array([len(t) for t in demo_index.docstore.texts(docids)], float)
+    expected = sum(w * zscore(feats[:, FEATURES.index(f)]) for f, w in weights.items()) + 0.4 * zscore(lengths)
+    assert {h.docid: h.score for h in out["q"]} == pytest.approx(dict(zip(docids, expected)))
+
+    class LongerLength(TextLength):
+        def score_docs(self, texts, docids, docs):
+            return [100 * s for s in super().score_docs(texts, docids, docs)]
+
+    scaled = Combine.from_config(LongerLength(), block, demo_index).transform({"q": query}, run)
+    assert [h.docid for h in scaled["q"]] == [h.docid for h in out["q"]]
+    raw = Combine.from_config(LongerLength(), {**block, "model_scale": "raw"}, demo_index).transform({"q": query}, run)
+    assert [h.docid for h in raw["q"]] == sorted(docids, key=lambda d: -len(demo_index.docstore.texts([d])[0]))
+    assert "z(length)" in Combine.from_config(TextLength(), block, demo_index).name
+    with pytest.raises(ValueError, match="model_scale"):
+        Combine(TextLength(), weights, 0.4, demo_index, model_scale="softmax")
+
+
 def test_zero_gate_ranks_exactly_as_the_features_and_skips_the_model(demo_index):
     query = "tent"
     run = first_stage(demo_index, query)
@@ -161,7 +189,8 @@ def test_config_combine_block_is_validated_and_builds_the_stage(demo_index):
     cfg = {"retrievers": [{"type": "bm25"}, {"type": "dense"}],
            "reranker": {"type": "crossjem", "model": "x", "combine": {"weights": {"bm25": 0.5, "dense": 0.5}}}}
     validate_config(cfg)
-    for bad in ({"weights": {"tfidf": 1}}, {"weights": {"bm25": -1}}, {"gate": "big"}, {"gate": float("inf")}, {"features": ["x"]}, 3):
+    for bad in ({"weights": {"tfidf": 1}}, {"weights": {"bm25": -1}}, {"gate": "big"}, {"gate": float("inf")}, {"features": ["x"]},
+                {"weights": {"bm25": 1}, "model_scale": "softmax"}, 3):
         with pytest.raises(ConfigError, match="combine"):
             validate_config({**cfg, "reranker": {"type": "crossjem", "combine": bad}})
     with pytest.raises(ConfigError, match="either interpolate or combine"):

@@ -11,7 +11,7 @@ from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
 from ..graphs.runtime import BACKENDS
-from .combine import FEATURES
+from .combine import FEATURES, MODEL_SCALES
 
 # What `type:` may name, and where each family lives (imported only when asked for: rerankers/__init__.py).
 FAMILIES = {"crossjem": "crossjem.reranker:CrossJEM", "pointwise": "pointwise:PointwiseCrossEncoder",
@@ -80,9 +80,11 @@ class RerankerSpec:
 def _check_combine(block: Any, where: str) -> None:
     if block is True:
         return
-    if not isinstance(block, dict) or set(block) - {"weights", "gate", "features", "dense_encoder"}:
+    if not isinstance(block, dict) or set(block) - {"weights", "gate", "features", "dense_encoder", "model_scale"}:
         raise ConfigError(f"{where} must be true (the model's stored weights) or a mapping of weights, gate, features,"
-                          f" dense_encoder; got {block!r}")
+                          f" dense_encoder, model_scale; got {block!r}")
+    if block.get("model_scale", "raw") not in MODEL_SCALES:
+        raise ConfigError(f"{where}.model_scale must be one of {list(MODEL_SCALES)}, got {block['model_scale']!r}")
     if not isinstance(block.get("dense_encoder", ""), str):
         raise ConfigError(f"{where}.dense_encoder must be an encoder name, got {block['dense_encoder']!r}")
     weights = block.get("weights", {})
