@@ -17,7 +17,6 @@ import argparse
 import json
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from reranker_quality import candidates  # noqa: E402
 
+from rerank_pipeline.bench import median_seconds  # noqa: E402
 from rerank_pipeline.rerankers import RERANKERS, Reranker  # noqa: E402
 from rerank_pipeline.rerankers.onnx import use_backend  # noqa: E402
 
@@ -78,7 +78,7 @@ def main() -> None:
     ap.add_argument("--root", type=Path, default=Path("../shared/datasets"))
     ap.add_argument("--index-dir", type=Path, default=Path("indexes/train"))
     ap.add_argument("--queries", type=int, default=5)
-    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/families.md"))
     args = ap.parse_args()
     data = lists(args.root, args.index_dir, args.queries)
@@ -89,14 +89,8 @@ def main() -> None:
         timings = {}
         for key, (texts, docids, docs) in data.items():
             model.score_docs(texts[:1], docids[:1], docs)  # warm-up (and a first ONNX export)
-            per_query = []
-            for text, ids in zip(texts, docids):
-                runs = []
-                for _ in range(args.repeats):
-                    start = time.perf_counter()
-                    model.score_docs([text], [ids], docs)
-                    runs.append(time.perf_counter() - start)
-                per_query.append(min(runs))
+            per_query = [median_seconds(lambda: model.score_docs([text], [ids], docs), args.repeats)
+                         for text, ids in zip(texts, docids)]
             timings[key] = 1000 * statistics.median(per_query)
         rows.append((name, model.kind, model.backend, model.config.get("max_item_tokens"),
                      quality(args.quality, name), timings))
@@ -107,7 +101,8 @@ def main() -> None:
              "given candidates, all queries on scifact and nfcorpus dev, 60 of them), the model alone and on top of "
              "the first stage's features fitted leave-one-dataset-out; SciFact test (300 queries, all) with the "
              "features; TREC DL19 (43 queries, all) alone. '-': not in the quality file. Speed: median ms per query "
-             f"over {args.queries} queries (each the best of {args.repeats}), 2 CPU cores, one model at a time, "
+             f"over {args.queries} queries (each the median of {args.repeats} calls, as `rerank bench` times), "
+             "2 CPU cores, one model at a time, "
              "tokenization included, items read at the word pieces stated; "
              + "; ".join(f"{k}: {v}" for k, v in LISTS.items()) + ".", "",
              "| model | family | backend | item word pieces | alone | + features | SciFact test | DL19 | "

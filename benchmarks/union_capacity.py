@@ -19,7 +19,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rerank_pipeline.bench import _time, candidate_lists, pair_tokens, pointwise_twin  # noqa: E402
+from rerank_pipeline.bench import candidate_lists, median_seconds, pair_tokens, pointwise_twin  # noqa: E402
 from rerank_pipeline.encoders import tokenize_ids  # noqa: E402
 from rerank_pipeline.io import read_records  # noqa: E402
 from rerank_pipeline.rerankers import CrossJEM  # noqa: E402
@@ -50,13 +50,13 @@ def main() -> None:
             q_ids = crossjem.tokenize_queries(texts)
             items = [crossjem.truncate_items(tokenize_ids(crossjem.tokenizer, l)) for l in lists]
             pointwise.score_ids(q_ids[:1], items[:1])  # warm-up
-            pointwise_s = statistics.median(_time(lambda: pointwise.score_ids([q], [c]), args.repeats)
+            pointwise_s = statistics.median(median_seconds(lambda: pointwise.score_ids([q], [c]), args.repeats)
                                             for q, c in zip(q_ids, items))
             pointwise_tokens = np.mean([pair_tokens(pointwise, q, c) for q, c in zip(q_ids, items)])
             for capacity in args.capacities:
                 crossjem.config["union_capacity"] = capacity
                 crossjem.score_ids(q_ids[:1], items[:1])
-                seconds = statistics.median(_time(lambda: crossjem.score_ids([q], [c]), args.repeats)
+                seconds = statistics.median(median_seconds(lambda: crossjem.score_ids([q], [c]), args.repeats)
                                             for q, c in zip(q_ids, items))
                 groups = [pack([q], [c], capacity, cls_id, sep_id, crossjem.config["refine_groups"])
                           for q, c in zip(q_ids, items)]

@@ -86,7 +86,8 @@ def pair_tokens(pointwise: PointwiseCrossEncoder, query: np.ndarray, items: Sequ
     return sum(len(pointwise.pair_input(query, t)[0]) for t in pointwise.truncate_items(items))
 
 
-def _time(fn, repeats: int) -> float:
+def median_seconds(fn, repeats: int) -> float:
+    """The median wall time of `repeats` calls (CUDA synchronised around each): what every timing here reports."""
     times = []
     for _ in range(repeats):
         if torch.cuda.is_available():
@@ -104,7 +105,7 @@ def _offline(model, query_ids, items) -> tuple[float, float]:
     cuda = model.device.startswith("cuda")
     if cuda:
         torch.cuda.reset_peak_memory_stats()
-    rate = sum(len(c) for c in items) / _time(lambda: model.score_ids(query_ids, items), 1)
+    rate = sum(len(c) for c in items) / median_seconds(lambda: model.score_ids(query_ids, items), 1)
     return rate, torch.cuda.max_memory_allocated() / 2 ** 20 if cuda else float("nan")
 
 
@@ -163,14 +164,14 @@ def run_bench(sizes: Sequence[int] = (100, 700), queries: int = 5, repeats: int 
                                    crossjem.tokenizer.cls_token_id, crossjem.tokenizer.sep_token_id,
                                    crossjem.config["refine_groups"])
         for q, c, text, docs in zip(q_ids, items, texts, lists):
-            cj.append(_time(lambda: crossjem.score_ids([q], [c]), repeats))
-            pw.append(_time(lambda: pointwise.score_ids([q], [c]), repeats))
-            st.append(_time(lambda: peer.predict([(text, d) for d in docs], batch_size=128,
+            cj.append(median_seconds(lambda: crossjem.score_ids([q], [c]), repeats))
+            pw.append(median_seconds(lambda: pointwise.score_ids([q], [c]), repeats))
+            st.append(median_seconds(lambda: peer.predict([(text, d) for d in docs], batch_size=128,
                                                  show_progress_bar=False), repeats))
-            pk.append(_time(lambda: packed(q, c), repeats))
+            pk.append(median_seconds(lambda: packed(q, c), repeats))
             stored = _mice_stored(mice, q, c)
-            mi.append(_time(stored, repeats))
-            mf.append(_time(lambda: mice.score_ids([q], [c]), repeats))
+            mi.append(median_seconds(stored, repeats))
+            mf.append(median_seconds(lambda: mice.score_ids([q], [c]), repeats))
         groups = [packed(q, c) for q, c in zip(q_ids, items)]
         (cj_rate, cj_peak), (pw_rate, pw_peak) = (_offline(m, q_ids, items) for m in (crossjem, pointwise))
         rows.append(BenchRow(
