@@ -138,9 +138,9 @@ class SetData:
                                              lambda: model.score_docs(self.texts, self.docids, self.docs))
         self.timings[label] = 1000 * seconds / len(self.qids)
 
-    def scores(self, weights, model: str | None = None, gate: float = 0.0) -> list[np.ndarray]:
+    def scores(self, weights, model: str | None = None, gate: float = 0.0, scale: str = "raw") -> list[np.ndarray]:
         logits = self.logits[model] if model else [None] * len(self.qids)
-        return [combine_scores(f, weights, m, gate) for f, m in zip(self.features, logits)]
+        return [combine_scores(f, weights, m, gate, scale) for f, m in zip(self.features, logits)]
 
     def run(self, scores: list[np.ndarray]) -> Run:
         return Run.from_scores(self.qids, self.docids, scores, self.docs)
@@ -164,10 +164,11 @@ class Fitter:
         self.fitted = [s for s in dev if s.name not in FIT_EXCLUDE]
         self.memo: dict = {}
 
-    def ndcg(self, s: SetData, w: np.ndarray, model: str | None = None, gate: float = 0.0) -> float:
-        key = (s.key, tuple(np.round(w, 6)), model if gate else None, round(gate, 9))
+    def ndcg(self, s: SetData, w: np.ndarray, model: str | None = None, gate: float = 0.0,
+             scale: str = "raw") -> float:
+        key = (s.key, tuple(np.round(w, 6)), model if gate else None, round(gate, 9), scale if gate else None)
         if key not in self.memo:
-            self.memo[key] = s.ndcg(s.scores(w, model, gate))
+            self.memo[key] = s.ndcg(s.scores(w, model, gate, scale))
         return self.memo[key]
 
     def complete(self, chosen: dict) -> dict:
@@ -175,8 +176,8 @@ class Fitter:
             chosen.setdefault(s.key, chosen["*"])
         return chosen
 
-    def lodo_mean(self, chosen: dict, model: str | None = None) -> float:
-        return float(np.mean([self.ndcg(s, chosen[s.key][0], model, chosen[s.key][1]) for s in self.fitted]))
+    def lodo_mean(self, chosen: dict, model: str | None = None, scale: str = "raw") -> float:
+        return float(np.mean([self.ndcg(s, chosen[s.key][0], model, chosen[s.key][1], scale) for s in self.fitted]))
 
     def weights(self, grid: np.ndarray, dropped: str | None = None) -> dict:
         """{set key: (weights fitted without it, 0), '*': (weights fitted on all, 0)}."""
@@ -184,14 +185,21 @@ class Fitter:
         table = {s.key: {i: self.ndcg(s, w) for i, w in enumerate(allowed)} for s in self.fitted}
         return self.complete({k: (allowed[i], 0.0) for k, i in fit_leave_one_out(table).items()})
 
-    def gate(self, weights: dict, model: str, gates: list[float]) -> dict:
+    def gate(self, weights: dict, model: str, gates: list[float], scale: str = "raw") -> dict:
         """For each held-out set (and '*' = none), the gate best on the other sets with that set's free weights."""
         chosen = {}
         for held in [s.key for s in self.fitted] + ["*"]:
             w = weights[held][0]
-            means = [np.mean([self.ndcg(s, w, model, g) for s in self.fitted if s.key != held]) for g in gates]
+            means = [np.mean([self.ndcg(s, w, model, g, scale) for s in self.fitted if s.key != held])
+                     for g in gates]
             chosen[held] = (w, gates[int(np.argmax(means))])  # ties: the first (smallest) gate
         return self.complete(chosen)
+
+
+def setting(weights: np.ndarray, gate: float, scale: str) -> dict:
+    """A fitted setting as a Combine block holds it (model_scale only where it is not the default)."""
+    return {"weights": dict(zip(FEATURES, map(float, weights))), "gate": float(gate)} | (
+        {"model_scale": scale} if scale != "raw" else {})
 
 
 def main() -> None:
@@ -212,6 +220,9 @@ def main() -> None:
     ap.add_argument("--encoder", default=None,
                     help="the dense encoder of the first stage and the cosine feature (default all-MiniLM-L6-v2; "
                          "e.g. bge-small-en-v1.5)")
+    ap.add_argument("--z-scored", action="store_true",
+                    help="also fit each model's logits z-scored per query (rows 'z(NAME) + features', the Combine "
+                         "stage's model_scale z; the gate in multiples of 1)")
     ap.add_argument("--cache", type=Path, default=Path("runs/quality-cache"))
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/reranker_quality.md"))
     args = ap.parse_args()
@@ -238,14 +249,17 @@ def main() -> None:
     dev = [s for s in data.values() if s.split == "dev"]
 
     # The free baseline's weights on a simplex grid; each model's gate in multiples of its trained gate (or of
-    # 1 / the spread of its logits when it was not trained as a residual), on top of them.
+    # 1 / the spread of its logits when it was not trained as a residual), on top of them; z-scored logits have
+    # the features' scale, so their gate is in multiples of 1.
     grid = simplex_grid(len(FEATURES), args.weight_step)
     fitter = Fitter(dev)
-    gates = {}
+    combos = {}  # system -> (model label, model scale, its gate grid)
     for label, (_, model) in models.items():
         unit = (model.config.get("combine") or {}).get("gate") or 1.0 / float(np.std(np.concatenate(
             [np.concatenate(s.logits[label]) for s in dev])))
-        gates[label] = [g * unit for g in GATE_STEPS]
+        combos[f"{label} + features (LODO)"] = (label, "raw", [g * unit for g in GATE_STEPS])
+        if args.z_scored:
+            combos[f"z({label}) + features (LODO)"] = (label, "z", list(GATE_STEPS))
     fits, ablation = {}, {}
     for dropped in (None,) + FEATURES:  # all features, then each left out: what each feature is worth
         column = "all features" if dropped is None else f"without {dropped}"
@@ -253,11 +267,11 @@ def main() -> None:
         ablation.setdefault(FREE, {})[column] = fitter.lodo_mean(free)
         if dropped is None:
             fits[FREE] = free
-        for label in models:
-            chosen = fitter.gate(free, label, gates[label])
-            ablation.setdefault(f"{label} + features (LODO)", {})[column] = fitter.lodo_mean(chosen, label)
+        for system, (label, scale, gates) in combos.items():
+            chosen = fitter.gate(free, label, gates, scale)
+            ablation.setdefault(system, {})[column] = fitter.lodo_mean(chosen, label, scale)
             if dropped is None:
-                fits[f"{label} + features (LODO)"] = chosen
+                fits[system] = chosen
 
     lines = [f"Command: `python benchmarks/reranker_quality.py {' '.join(sys.argv[1:])}`", "",
              ("Every query of each set" if not (args.max_queries or args.max_long_queries) else
@@ -279,9 +293,9 @@ def main() -> None:
             systems[label] = s.run(s.logits[label])
         for system, chosen in fits.items():
             w, g = chosen[key if s.split == "dev" else "*"]
-            model = next((m for m in models if system.startswith(m + " +")), None)
-            systems[system] = s.run(s.scores(w, model, g))
-            chosen_out.setdefault(system, {})[key] = {"weights": dict(zip(FEATURES, map(float, w))), "gate": float(g)}
+            model, scale, _ = combos.get(system, (None, "raw", None))
+            systems[system] = s.run(s.scores(w, model, g, scale))
+            chosen_out.setdefault(system, {})[key] = setting(w, g, scale)
         result = compare(systems, s.qrels, METRICS, baseline=0, judged_only=s.protocol == "judged-only")
         for system, row in result.table.iterrows():
             delta = "" if system == result.baseline else f"{row['nDCG@10 delta']:+.4f} (p={row['nDCG@10 p(rand)']:.3f})"
@@ -306,14 +320,15 @@ def main() -> None:
               "| set | " + " | ".join(next(iter(data.values())).timings) + " |",
               "|---|" + "---|" * len(next(iter(data.values())).timings)]
     lines += [f"| {k} | " + " | ".join(f"{v:.1f}" for v in s.timings.values()) + " |" for k, s in data.items()]
-    lines += ["", "Weights fitted on all dev sets (what ships; per feature, then the gate on the model's raw logits):", ""]
+    lines += ["", "Weights fitted on all dev sets (what ships; per feature, then the gate on the model's raw logits, "
+              "or on its z-scored ones for z(...) rows):", ""]
     for system, chosen in fits.items():
         w, g = chosen["*"]
-        model = next((m for m in models if system.startswith(m + " +")), None)
-        everywhere = fitter.lodo_mean({k: chosen["*"] for k in chosen}, model)
+        model, scale, _ = combos.get(system, (None, "raw", None))
+        everywhere = fitter.lodo_mean({k: chosen["*"] for k in chosen}, model, scale)
         lines.append(f"- {system}: " + ", ".join(f"{f} {x:.2f}" for f, x in zip(FEATURES, w)) + f"; gate {g:.4g} "
                      f"(mean dev nDCG@10 with these on every set: {everywhere:.4f})")
-        chosen_out[system]["*"] = {"weights": dict(zip(FEATURES, map(float, w))), "gate": float(g)}
+        chosen_out[system]["*"] = setting(w, g, scale)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n")
     args.out.with_suffix(".json").write_text(json.dumps(
