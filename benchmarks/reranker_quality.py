@@ -6,7 +6,9 @@ and as the residual on top of those features (the Combine stage), all on *the sa
 
 Weights are fitted the way an unseen corpus sees them: leave one dataset out. Each dev set's figure comes from the
 feature weights (and gate) that maximise mean nDCG@10 over the *other* dev sets; test rows use the weights fitted on
-all dev sets, which is also what ships. Candidates per set:
+all dev sets, which is also what ships. A model's gate is fitted on top of the free baseline's weights; with
+--z-scored, its logits z-scored per query are also fitted as a fourth feature, all four weights together (the Combine
+stage's model_scale z). Candidates per set:
   * sets with a candidate run (answer selection, products, titles): that run, judged-only protocol; its scores are
     a feature only where the run is a real retrieval (RUN_IS_RETRIEVAL: the others are arbitrary orders, e.g.
     dbpedia-titles' is alphabetical, and trecqa's is sorted by the labels);
@@ -185,6 +187,14 @@ class Fitter:
         table = {s.key: {i: self.ndcg(s, w) for i, w in enumerate(allowed)} for s in self.fitted}
         return self.complete({k: (allowed[i], 0.0) for k, i in fit_leave_one_out(table).items()})
 
+    def joint(self, grid: np.ndarray, model: str, dropped: str | None = None) -> dict:
+        """The feature weights and the z-scored model's weight fitted together (a simplex over FEATURES + the
+        model): {set key: (feature weights, model weight) fitted without it, '*': fitted on all}."""
+        allowed = [w for w in grid if dropped is None or w[FEATURES.index(dropped)] == 0]
+        table = {s.key: {i: self.ndcg(s, w[:-1], model, w[-1], "z") for i, w in enumerate(allowed)}
+                 for s in self.fitted}
+        return self.complete({k: (allowed[i][:-1], float(allowed[i][-1])) for k, i in fit_leave_one_out(table).items()})
+
     def gate(self, weights: dict, model: str, gates: list[float], scale: str = "raw") -> dict:
         """For each held-out set (and '*' = none), the gate best on the other sets with that set's free weights."""
         chosen = {}
@@ -221,8 +231,9 @@ def main() -> None:
                     help="the dense encoder of the first stage and the cosine feature (default all-MiniLM-L6-v2; "
                          "e.g. bge-small-en-v1.5)")
     ap.add_argument("--z-scored", action="store_true",
-                    help="also fit each model's logits z-scored per query (rows 'z(NAME) + features', the Combine "
-                         "stage's model_scale z; the gate in multiples of 1)")
+                    help="also fit each model's logits z-scored per query as a fourth feature, its weight and the "
+                         "features' fitted together (rows 'z(NAME) + features': the Combine stage's model_scale z)")
+    ap.add_argument("--joint-step", type=float, default=0.1, help="grid step of the --z-scored joint fit (simplex)")
     ap.add_argument("--cache", type=Path, default=Path("runs/quality-cache"))
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/reranker_quality.md"))
     args = ap.parse_args()
@@ -249,17 +260,18 @@ def main() -> None:
     dev = [s for s in data.values() if s.split == "dev"]
 
     # The free baseline's weights on a simplex grid; each model's gate in multiples of its trained gate (or of
-    # 1 / the spread of its logits when it was not trained as a residual), on top of them; z-scored logits have
-    # the features' scale, so their gate is in multiples of 1.
+    # 1 / the spread of its logits when it was not trained as a residual), on top of them. A z-scored model is on
+    # the features' scale, so its weight is fitted with theirs on one simplex instead.
     grid = simplex_grid(len(FEATURES), args.weight_step)
+    joint_grid = simplex_grid(len(FEATURES) + 1, args.joint_step)
     fitter = Fitter(dev)
-    combos = {}  # system -> (model label, model scale, its gate grid)
+    combos = {}  # system -> (model label, model scale, its gate grid: None = fitted jointly with the features)
     for label, (_, model) in models.items():
         unit = (model.config.get("combine") or {}).get("gate") or 1.0 / float(np.std(np.concatenate(
             [np.concatenate(s.logits[label]) for s in dev])))
         combos[f"{label} + features (LODO)"] = (label, "raw", [g * unit for g in GATE_STEPS])
         if args.z_scored:
-            combos[f"z({label}) + features (LODO)"] = (label, "z", list(GATE_STEPS))
+            combos[f"z({label}) + features (LODO)"] = (label, "z", None)
     fits, ablation = {}, {}
     for dropped in (None,) + FEATURES:  # all features, then each left out: what each feature is worth
         column = "all features" if dropped is None else f"without {dropped}"
@@ -268,7 +280,7 @@ def main() -> None:
         if dropped is None:
             fits[FREE] = free
         for system, (label, scale, gates) in combos.items():
-            chosen = fitter.gate(free, label, gates, scale)
+            chosen = fitter.gate(free, label, gates) if gates else fitter.joint(joint_grid, label, dropped)
             ablation.setdefault(system, {})[column] = fitter.lodo_mean(chosen, label, scale)
             if dropped is None:
                 fits[system] = chosen
@@ -320,8 +332,8 @@ def main() -> None:
               "| set | " + " | ".join(next(iter(data.values())).timings) + " |",
               "|---|" + "---|" * len(next(iter(data.values())).timings)]
     lines += [f"| {k} | " + " | ".join(f"{v:.1f}" for v in s.timings.values()) + " |" for k, s in data.items()]
-    lines += ["", "Weights fitted on all dev sets (what ships; per feature, then the gate on the model's raw logits, "
-              "or on its z-scored ones for z(...) rows):", ""]
+    lines += ["", "Weights fitted on all dev sets (what ships; per feature, then the gate on the model's raw logits; "
+              "z(...) rows: the z-scored model's weight, fitted with the features' on one simplex):", ""]
     for system, chosen in fits.items():
         w, g = chosen["*"]
         model, scale, _ = combos.get(system, (None, "raw", None))

@@ -9,9 +9,9 @@ Features are what the pipeline has for (almost) nothing:
             no index (for short items that costs more than CROSS-JEM itself; drop it with `features=`).
 `z` is a per-query z-score; an absent feature contributes 0. With `gate = 0` the stage ranks exactly as its feature
 combination does. A model trained as the residual of that combination (training/loop.py) adds its raw logits, not
-normalised: a model unsure about a list moves it little. A model trained on its own (the MS MARCO cross-encoder) is
-z-scored like a feature (`model_scale="z"`): its logits' spread is not on the features' scale, and per query the
-z-scored teacher over bge features fits +0.010 mean dev nDCG@10 above its raw logits (late_interaction.md).
+normalised: a model unsure about a list moves it little. A model trained on its own (the MS MARCO cross-encoder) may
+instead be z-scored like a feature (`model_scale="z"`), so that its weight is fitted with the features' on one
+simplex (benchmarks/reranker_quality.py --z-scored).
 
     (BM25(idx) | Dense(idx)) % 100 >> Combine(CrossJEM.default(), {"run": 0.2, "bm25": 0.3, "dense": 0.5}, 0.4, idx)
 """
