@@ -195,13 +195,12 @@ class Fitter:
                  for s in self.fitted}
         return self.complete({k: (allowed[i][:-1], float(allowed[i][-1])) for k, i in fit_leave_one_out(table).items()})
 
-    def gate(self, weights: dict, model: str, gates: list[float], scale: str = "raw") -> dict:
+    def gate(self, weights: dict, model: str, gates: list[float]) -> dict:
         """For each held-out set (and '*' = none), the gate best on the other sets with that set's free weights."""
         chosen = {}
         for held in [s.key for s in self.fitted] + ["*"]:
             w = weights[held][0]
-            means = [np.mean([self.ndcg(s, w, model, g, scale) for s in self.fitted if s.key != held])
-                     for g in gates]
+            means = [np.mean([self.ndcg(s, w, model, g) for s in self.fitted if s.key != held]) for g in gates]
             chosen[held] = (w, gates[int(np.argmax(means))])  # ties: the first (smallest) gate
         return self.complete(chosen)
 
