@@ -16,7 +16,6 @@ quality table (runs/quality-cache), so the figures line up with reranker_quality
 from __future__ import annotations
 
 import argparse
-import itertools
 import sys
 from pathlib import Path
 
@@ -32,7 +31,8 @@ from reranker_quality import (DEV_SETS, FIT_EXCLUDE, RETRIEVAL_SETS, TEST_SETS, 
 from rerank_pipeline.encoders import load_fast_tokenizer  # noqa: E402
 from rerank_pipeline.graphs.runtime import session  # noqa: E402
 from rerank_pipeline.pretrained import packaged_path  # noqa: E402
-from rerank_pipeline.rerankers.combine import FEATURES, fit_leave_one_out, zscore_columns  # noqa: E402
+from rerank_pipeline.rerankers.combine import (FEATURES, fit_leave_one_out, simplex_grid,  # noqa: E402
+                                               zscore_columns)
 
 SIGNALS = FEATURES + ("teacher", "colbert")
 QUERY_TOKENS, DOC_TOKENS = 32, 300
@@ -123,8 +123,7 @@ def main() -> None:
             memo[key, w.tobytes()] = data[key].ndcg([m @ w for m in matrices[key]])
         return memo[key, w.tobytes()]
 
-    n = round(1 / args.step)
-    grid = [np.array(w) / n for w in itertools.product(range(n + 1), repeat=len(SIGNALS)) if sum(w) == n]
+    grid = simplex_grid(len(SIGNALS), args.step)
     fitted = [k for k, s in data.items() if s.split == "dev" and s.name not in FIT_EXCLUDE]
     variants = {"features": ("teacher", "colbert"), "features + colbert": ("teacher",),
                 "features + teacher": ("colbert",), "features + teacher + colbert": ()}

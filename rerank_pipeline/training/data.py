@@ -125,12 +125,11 @@ def lists_from_index(index, queries: dict[str, str], k: int = 30) -> list[Rankin
 def add_features(lists: list[RankingList], index) -> None:
     """The free first-stage features of every candidate (BM25, stored dual-encoder cosine), so a reranker can be
     trained as their residual. The `run` feature stays absent: a list mixes several retrievers' candidates."""
-    dense = "dense" in index.stages
-    extractor = FeatureExtractor(index, use=("bm25", "dense") if dense else ("bm25",))
+    extractor = FeatureExtractor(index, use=("bm25", "dense") if "dense" in index.stages else ("bm25",))
     for start in range(0, len(lists), 256):
         part = lists[start:start + 256]
         for l, f in zip(part, extractor.extract([l.query for l in part], [l.docids for l in part], index.docstore)):
-            l.features, l.dense_encoder = f, index.manifest["dense"]["encoder"] if dense else None
+            l.features, l.dense_encoder = f, extractor.encoder  # the index's dense encoder (None without one)
 
 
 def _open_text(path: Path, mode: str):
